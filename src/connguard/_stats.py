@@ -1,0 +1,45 @@
+"""Per-process counters of what the guard did, per alias.
+
+Counters change only on events (a validation, a replacement, a lost
+connection), never on the per-use fast path, so the lock below costs nothing
+while connections are healthy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+CONNECTIONS_OPENED = "connections_opened"
+VALIDATIONS = "validations"
+VALIDATIONS_FAILED = "validations_failed"
+DISCONNECTS = "disconnects"
+TRANSACTIONS_LOST = "transactions_lost"
+REPLACED = "replaced"
+# One counter per replacement reason, e.g. "replaced_socket_closed".
+REPLACED_PREFIX = "replaced_"
+
+_lock = threading.Lock()
+_counters: dict[str, Counter[str]] = {}
+
+
+def record(alias: str, *keys: str) -> None:
+    with _lock:
+        counter = _counters.setdefault(alias, Counter())
+        for key in keys:
+            counter[key] += 1
+
+
+def stats(alias: str = "default") -> dict[str, int]:
+    """Return a copy of the counters of ``alias`` in this process."""
+    with _lock:
+        return dict(_counters.get(alias, {}))
+
+
+def reset_stats(alias: str | None = None) -> None:
+    """Reset the counters of ``alias``, or of every alias."""
+    with _lock:
+        if alias is None:
+            _counters.clear()
+        else:
+            _counters.pop(alias, None)

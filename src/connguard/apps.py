@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ConnguardConfig(AppConfig):
+    name = "connguard"
+    verbose_name = "connguard"

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, cast
+
+from django.db.utils import DatabaseErrorWrapper
+
+if TYPE_CHECKING:
+    from connguard.db.backends.base.base import GuardedWrapperMixin
+
+
+class GuardedErrorWrapper(DatabaseErrorWrapper):
+    """Django's error translation, plus disconnect detection.
+
+    Every driver call Django makes (execute, fetch, commit, rollback, autocommit
+    changes, close, connect) runs inside ``wrap_database_errors``, so this is
+    the one place that sees every error: a disconnect marks the connection dead
+    here, whichever path it came from.
+    """
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_value is not None:
+            wrapper = cast("GuardedWrapperMixin", self.wrapper)
+            if isinstance(exc_value, wrapper.Database.Error):
+                replacement = wrapper._connguard_on_error(exc_value)
+                if replacement is not None:
+                    wrapper.errors_occurred = True
+                    raise replacement.with_traceback(traceback) from exc_value
+        super().__exit__(exc_type, exc_value, traceback)

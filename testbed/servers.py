@@ -1,0 +1,249 @@
+"""Real MariaDB and PostgreSQL servers as local processes in a throwaway directory.
+
+Each server listens on 127.0.0.1 on a free port, with its data in a temporary
+directory that ``stop()`` removes. ``restart()`` keeps the data and the port, so
+clients see a real server restart. When run as root (CI, containers), the
+servers run as the ``mysql``/``postgres`` system users that the Debian packages
+create, since neither server agrees to run as root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _find(names: list[str], extra_dirs: list[str]) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+        for directory in extra_dirs:
+            candidate = os.path.join(directory, name)
+            if os.access(candidate, os.X_OK):
+                return candidate
+    raise ServerError(
+        f"none of {names} found; install the Debian packages mariadb-server and postgresql"
+    )
+
+
+class _Server:
+    run_as = ""
+    name = ""
+
+    def __init__(self, base_dir: str | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"connguard-{self.name}-", dir=base_dir))
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._user = self.run_as if os.geteuid() == 0 else ""
+        if self._user:
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+
+    def _cmd(self, args: list[str]) -> list[str]:
+        if self._user:
+            return ["setpriv", f"--reuid={self._user}", f"--regid={self._user}", "--init-groups", *args]
+        return args
+
+    def _run(self, args: list[str]) -> str:
+        result = subprocess.run(
+            self._cmd(args), capture_output=True, text=True, cwd=self.dir, check=False
+        )
+        if result.returncode:
+            raise ServerError(f"{args[0]} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def _start_args(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60.0) -> None:
+        log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - owned by the process
+        self.process = subprocess.Popen(
+            self._cmd(self._start_args()), stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"{self.name} exited at start:\n{self.log_tail()}")
+            if self._ready():
+                return
+            time.sleep(0.05)
+        self.stop(remove=False)
+        raise ServerError(f"{self.name} did not become ready in {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join((self.dir / "server.log").read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    # SIGTERM is a clean shutdown for mariadbd; postgres wants SIGINT for a fast one.
+    stop_signal = signal.SIGTERM
+
+    def stop(self, *, remove: bool = True, timeout: float = 60.0) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(self.stop_signal)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def restart(self) -> None:
+        self.stop(remove=False)
+        self.start()
+
+    def _port_open(self) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex((self.host, self.port)) == 0
+
+
+class MariaDBServer(_Server):
+    """MariaDB with a ``connguard`` database and a ``connguard`` user that may KILL."""
+
+    run_as = "mysql"
+    name = "mariadb"
+    database = "connguard"
+    user = "connguard"
+    password = "connguard"
+
+    def __init__(self, base_dir: str | None = None) -> None:
+        super().__init__(base_dir)
+        self.socket = str(self.dir / "mysqld.sock")
+        self.mariadbd = _find(["mariadbd", "mysqld"], ["/usr/sbin", "/usr/libexec"])
+        self.client = _find(["mariadb", "mysql"], [])
+        install_db = _find(["mariadb-install-db", "mysql_install_db"], ["/usr/bin", "/usr/scripts"])
+        args = [
+            install_db, "--no-defaults", f"--datadir={self.dir / 'data'}",
+            "--auth-root-authentication-method=normal", "--skip-test-db",
+        ]
+        if self._user:
+            args.append(f"--user={self._user}")
+        self._run(args)
+
+    def _start_args(self) -> list[str]:
+        return [
+            self.mariadbd, "--no-defaults", f"--datadir={self.dir / 'data'}",
+            f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.socket}",
+            f"--pid-file={self.dir / 'mysqld.pid'}", "--skip-name-resolve", "--skip-log-bin",
+            "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=0", "--max-connections=500",
+            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
+            *([f"--user={self._user}"] if self._user else []),
+        ]
+
+    def _ready(self) -> bool:
+        return os.path.exists(self.socket) and self._port_open()
+
+    def start(self, timeout: float = 60.0) -> None:
+        super().start(timeout)
+        self.sql(
+            f"CREATE DATABASE IF NOT EXISTS {self.database};"
+            f"CREATE USER IF NOT EXISTS '{self.user}'@'%' IDENTIFIED BY '{self.password}';"
+            f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'%' WITH GRANT OPTION;"
+        )
+
+    def sql(self, statements: str) -> str:
+        """Run SQL as root through the unix socket, with the command-line client."""
+        return self._run([self.client, "--no-defaults", "-uroot", f"--socket={self.socket}",
+                          "-N", "-B", "-e", statements])
+
+    def settings(self, engine: str = "connguard.db.backends.mysql", **extra: object) -> dict[str, object]:
+        return {
+            "ENGINE": engine, "NAME": self.database, "USER": self.user,
+            "PASSWORD": self.password, "HOST": self.host, "PORT": str(self.port), **extra,
+        }
+
+
+class PostgreSQLServer(_Server):
+    """PostgreSQL with a ``connguard`` database; trust authentication on 127.0.0.1."""
+
+    run_as = "postgres"
+    name = "postgresql"
+    database = "connguard"
+    user = "postgres"
+    password = ""
+    stop_signal = signal.SIGINT
+    # A server default other than UTC, so that tests can see Django's SET TIME ZONE.
+    server_timezone = "America/New_York"
+
+    def __init__(self, base_dir: str | None = None) -> None:
+        super().__init__(base_dir)
+        bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+        preferred = [d for d in bindirs if "/15/" in d] + bindirs
+        if os.environ.get("CONNGUARD_PG_BINDIR"):
+            preferred.insert(0, os.environ["CONNGUARD_PG_BINDIR"])
+        self.postgres = _find_in(preferred, "postgres")
+        self.bindir = os.path.dirname(self.postgres)
+        self._run([os.path.join(self.bindir, "initdb"), "-D", str(self.dir / "data"), "-U", self.user,
+                   "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+
+    def _start_args(self) -> list[str]:
+        return [
+            self.postgres, "-D", str(self.dir / "data"), "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=300", "-c", "shared_buffers=64MB",
+            "-c", f"timezone={self.server_timezone}",
+        ]
+
+    def _ready(self) -> bool:
+        result = subprocess.run(
+            [os.path.join(self.bindir, "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)],
+            check=False,
+        )
+        return result.returncode == 0
+
+    def start(self, timeout: float = 60.0) -> None:
+        super().start(timeout)
+        exists = self.sql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'", "postgres")
+        if not exists.strip():
+            self.sql(f"CREATE DATABASE {self.database}", "postgres")
+
+    def sql(self, statement: str, database: str | None = None) -> str:
+        """Run SQL as the superuser with psql over TCP."""
+        return self._run([os.path.join(self.bindir, "psql"), "-X", "-q", "-A", "-t",
+                          "-h", self.host, "-p", str(self.port), "-U", self.user,
+                          "-d", database or self.database, "-v", "ON_ERROR_STOP=1", "-c", statement])
+
+    def settings(self, engine: str = "connguard.db.backends.postgresql", **extra: object) -> dict[str, object]:
+        return {
+            "ENGINE": engine, "NAME": self.database, "USER": self.user,
+            "PASSWORD": self.password, "HOST": self.host, "PORT": str(self.port), **extra,
+        }
+
+
+def _find_in(directories: list[str], name: str) -> str:
+    for directory in directories:
+        candidate = os.path.join(directory, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return _find([name], [])

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connections
+
+from testbed.servers import MariaDBServer, PostgreSQLServer
+from tests import helpers
+
+
+def pytest_report_header() -> list[str]:
+    return [
+        f"connguard drivers: mysql={settings.MYSQL_DRIVER} postgresql={settings.PG_DRIVER}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    server = MariaDBServer()
+    try:
+        server.start()
+        for alias in settings.MYSQL_ALIASES:
+            settings.DATABASES[alias].update(server.settings(settings.DATABASES[alias]["ENGINE"]))
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            connections.close_all()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[PostgreSQLServer]:
+    server = PostgreSQLServer()
+    try:
+        server.start()
+        for alias in settings.PG_ALIASES:
+            settings.DATABASES[alias].update(server.settings(settings.DATABASES[alias]["ENGINE"]))
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            connections.close_all()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def servers(mariadb: MariaDBServer, postgresql: PostgreSQLServer) -> dict[str, object]:
+    return {"mysql": mariadb, "postgresql": postgresql}
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    servers: dict[str, object], django_db_blocker: pytest.FixtureRequest
+) -> None:
+    # The servers are throwaway, so the tests use their databases directly
+    # instead of creating test_* copies.
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        for alias in ("default", "postgresql"):
+            call_command("migrate", run_syncdb=True, database=alias, verbosity=0)
+
+
+@pytest.fixture(autouse=True)
+def _close_connections() -> Iterator[None]:
+    yield
+    helpers.close_all()

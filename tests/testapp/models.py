@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class Job(models.Model):
+    key = models.CharField(max_length=64, unique=True)
+    runs = models.IntegerField(default=0)
+
+    class Meta:
+        app_label = "testapp"
