@@ -49,6 +49,10 @@ def _find(names: list[str], extra_dirs: list[str]) -> str:
 class _Server:
     run_as = ""
     name = ""
+    engine = ""  # connguard's ENGINE for this vendor
+    database = ""
+    user = ""
+    password = ""
 
     def __init__(self, base_dir: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"connguard-{self.name}-", dir=base_dir))
@@ -62,7 +66,13 @@ class _Server:
 
     def _cmd(self, args: list[str]) -> list[str]:
         if self._user:
-            return ["setpriv", f"--reuid={self._user}", f"--regid={self._user}", "--init-groups", *args]
+            return [
+                "setpriv",
+                f"--reuid={self._user}",
+                f"--regid={self._user}",
+                "--init-groups",
+                *args,
+            ]
         return args
 
     def _run(self, args: list[str]) -> str:
@@ -70,7 +80,9 @@ class _Server:
             self._cmd(args), capture_output=True, text=True, cwd=self.dir, check=False
         )
         if result.returncode:
-            raise ServerError(f"{args[0]} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+            raise ServerError(
+                f"{args[0]} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+            )
         return result.stdout
 
     def _start_args(self) -> list[str]:
@@ -80,9 +92,12 @@ class _Server:
         raise NotImplementedError
 
     def start(self, timeout: float = 60.0) -> None:
-        log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.dir / "server.log", "ab")
         self.process = subprocess.Popen(
-            self._cmd(self._start_args()), stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
+            self._cmd(self._start_args()),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
             start_new_session=True,
         )
         log.close()
@@ -98,7 +113,9 @@ class _Server:
 
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
-            return "\n".join((self.dir / "server.log").read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(
+                (self.dir / "server.log").read_text(errors="replace").splitlines()[-lines:]
+            )
         return ""
 
     # SIGTERM is a clean shutdown for mariadbd; postgres wants SIGINT for a fast one.
@@ -120,6 +137,18 @@ class _Server:
         self.stop(remove=False)
         self.start()
 
+    def settings(self, engine: str | None = None, **extra: object) -> dict[str, object]:
+        """A ``DATABASES`` entry for this server, guarded unless ``engine`` says otherwise."""
+        return {
+            "ENGINE": engine or self.engine,
+            "NAME": self.database,
+            "USER": self.user,
+            "PASSWORD": self.password,
+            "HOST": self.host,
+            "PORT": str(self.port),
+            **extra,
+        }
+
     def _port_open(self) -> bool:
         with socket.socket() as sock:
             sock.settimeout(0.5)
@@ -131,6 +160,7 @@ class MariaDBServer(_Server):
 
     run_as = "mysql"
     name = "mariadb"
+    engine = "connguard.db.backends.mysql"
     database = "connguard"
     user = "connguard"
     password = "connguard"
@@ -142,8 +172,11 @@ class MariaDBServer(_Server):
         self.client = _find(["mariadb", "mysql"], [])
         install_db = _find(["mariadb-install-db", "mysql_install_db"], ["/usr/bin", "/usr/scripts"])
         args = [
-            install_db, "--no-defaults", f"--datadir={self.dir / 'data'}",
-            "--auth-root-authentication-method=normal", "--skip-test-db",
+            install_db,
+            "--no-defaults",
+            f"--datadir={self.dir / 'data'}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
         ]
         if self._user:
             args.append(f"--user={self._user}")
@@ -151,12 +184,21 @@ class MariaDBServer(_Server):
 
     def _start_args(self) -> list[str]:
         return [
-            self.mariadbd, "--no-defaults", f"--datadir={self.dir / 'data'}",
-            f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.socket}",
-            f"--pid-file={self.dir / 'mysqld.pid'}", "--skip-name-resolve", "--skip-log-bin",
-            "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
-            "--innodb-flush-log-at-trx-commit=0", "--max-connections=500",
-            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
+            self.mariadbd,
+            "--no-defaults",
+            f"--datadir={self.dir / 'data'}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={self.socket}",
+            f"--pid-file={self.dir / 'mysqld.pid'}",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--max-connections=500",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_unicode_ci",
             *([f"--user={self._user}"] if self._user else []),
         ]
 
@@ -173,14 +215,18 @@ class MariaDBServer(_Server):
 
     def sql(self, statements: str) -> str:
         """Run SQL as root through the unix socket, with the command-line client."""
-        return self._run([self.client, "--no-defaults", "-uroot", f"--socket={self.socket}",
-                          "-N", "-B", "-e", statements])
-
-    def settings(self, engine: str = "connguard.db.backends.mysql", **extra: object) -> dict[str, object]:
-        return {
-            "ENGINE": engine, "NAME": self.database, "USER": self.user,
-            "PASSWORD": self.password, "HOST": self.host, "PORT": str(self.port), **extra,
-        }
+        return self._run(
+            [
+                self.client,
+                "--no-defaults",
+                "-uroot",
+                f"--socket={self.socket}",
+                "-N",
+                "-B",
+                "-e",
+                statements,
+            ]
+        )
 
 
 class PostgreSQLServer(_Server):
@@ -188,6 +234,7 @@ class PostgreSQLServer(_Server):
 
     run_as = "postgres"
     name = "postgresql"
+    engine = "connguard.db.backends.postgresql"
     database = "connguard"
     user = "postgres"
     password = ""
@@ -203,16 +250,44 @@ class PostgreSQLServer(_Server):
             preferred.insert(0, os.environ["CONNGUARD_PG_BINDIR"])
         self.postgres = _find_in(preferred, "postgres")
         self.bindir = os.path.dirname(self.postgres)
-        self._run([os.path.join(self.bindir, "initdb"), "-D", str(self.dir / "data"), "-U", self.user,
-                   "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+        self._run(
+            [
+                os.path.join(self.bindir, "initdb"),
+                "-D",
+                str(self.dir / "data"),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ]
+        )
 
     def _start_args(self) -> list[str]:
         return [
-            self.postgres, "-D", str(self.dir / "data"), "-p", str(self.port),
-            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-            "-c", "max_connections=300", "-c", "shared_buffers=64MB",
-            "-c", f"timezone={self.server_timezone}",
+            self.postgres,
+            "-D",
+            str(self.dir / "data"),
+            "-p",
+            str(self.port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.dir}",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=64MB",
+            "-c",
+            f"timezone={self.server_timezone}",
         ]
 
     def _ready(self) -> bool:
@@ -224,21 +299,35 @@ class PostgreSQLServer(_Server):
 
     def start(self, timeout: float = 60.0) -> None:
         super().start(timeout)
-        exists = self.sql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'", "postgres")
+        exists = self.sql(
+            f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'", "postgres"
+        )
         if not exists.strip():
             self.sql(f"CREATE DATABASE {self.database}", "postgres")
 
     def sql(self, statement: str, database: str | None = None) -> str:
         """Run SQL as the superuser with psql over TCP."""
-        return self._run([os.path.join(self.bindir, "psql"), "-X", "-q", "-A", "-t",
-                          "-h", self.host, "-p", str(self.port), "-U", self.user,
-                          "-d", database or self.database, "-v", "ON_ERROR_STOP=1", "-c", statement])
-
-    def settings(self, engine: str = "connguard.db.backends.postgresql", **extra: object) -> dict[str, object]:
-        return {
-            "ENGINE": engine, "NAME": self.database, "USER": self.user,
-            "PASSWORD": self.password, "HOST": self.host, "PORT": str(self.port), **extra,
-        }
+        return self._run(
+            [
+                os.path.join(self.bindir, "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                database or self.database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                statement,
+            ]
+        )
 
 
 def _find_in(directories: list[str], name: str) -> str:

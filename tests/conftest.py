@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -18,32 +19,26 @@ def pytest_report_header() -> list[str]:
     ]
 
 
-@pytest.fixture(scope="session")
-def mariadb() -> Iterator[MariaDBServer]:
-    server = MariaDBServer()
+def _serve(server: MariaDBServer | PostgreSQLServer, aliases: tuple[str, ...]) -> Iterator[Any]:
     try:
         server.start()
-        for alias in settings.MYSQL_ALIASES:
+        for alias in aliases:
             settings.DATABASES[alias].update(server.settings(settings.DATABASES[alias]["ENGINE"]))
         yield server
     finally:
         with contextlib.suppress(Exception):
             connections.close_all()
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    yield from _serve(MariaDBServer(), settings.MYSQL_ALIASES)
 
 
 @pytest.fixture(scope="session")
 def postgresql() -> Iterator[PostgreSQLServer]:
-    server = PostgreSQLServer()
-    try:
-        server.start()
-        for alias in settings.PG_ALIASES:
-            settings.DATABASES[alias].update(server.settings(settings.DATABASES[alias]["ENGINE"]))
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            connections.close_all()
-        server.stop()
+    yield from _serve(PostgreSQLServer(), settings.PG_ALIASES)
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +47,7 @@ def servers(mariadb: MariaDBServer, postgresql: PostgreSQLServer) -> dict[str, o
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(
-    servers: dict[str, object], django_db_blocker: pytest.FixtureRequest
-) -> None:
+def django_db_setup(servers: dict[str, object], django_db_blocker: pytest.FixtureRequest) -> None:
     # The servers are throwaway, so the tests use their databases directly
     # instead of creating test_* copies.
     with django_db_blocker.unblock():  # type: ignore[attr-defined]

@@ -83,8 +83,8 @@ def parse_options(alias: str, settings_dict: Mapping[str, Any]) -> GuardOptions:
             values[key] = raw[key]
     if "validate_after" in raw:
         value = raw["validate_after"]
-        values[key := "validate_after"] = (
-            None if value is None else _seconds(alias, key, value, allow_zero=True)
+        values["validate_after"] = (
+            None if value is None else _seconds(alias, "validate_after", value, allow_zero=True)
         )
     if "server_timeout" in raw:
         value = raw["server_timeout"]

@@ -20,7 +20,6 @@ from connguard.exceptions import ConnectionLost, TransactionLost
 from tests.helpers import (
     ALIAS,
     STOCK_ALIAS,
-    VENDORS,
     expire,
     kill,
     make_wrapper,
@@ -30,16 +29,6 @@ from tests.helpers import (
 from tests.testapp.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
-
-
-@pytest.fixture(params=VENDORS)
-def vendor(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_stats() -> None:
-    connguard.reset_stats()
 
 
 def fail_twice(wrapper: Any) -> None:
@@ -350,3 +339,16 @@ def test_worker_threads(vendor: str, servers: Any, guarded: bool) -> None:
         assert results == [1] * workers
     else:
         assert all(isinstance(r, Error) for r in results)
+
+
+def test_stock_kill_inside_atomic(vendor: str, servers: Any) -> None:
+    """Stock Django fails the block too, but with the driver's bare error."""
+    alias, stock = ALIAS[vendor], STOCK_ALIAS[vendor]
+    Job.objects.using(alias).create(key="committed")
+    with pytest.raises(Error) as info, transaction.atomic(using=stock):
+        Job.objects.using(stock).create(key="inside-1")
+        kill(servers, vendor, connections[stock])
+        Job.objects.using(stock).create(key="inside-2")
+    assert not isinstance(info.value, TransactionLost)
+    assert stock not in str(info.value)
+    assert list(Job.objects.using(alias).values_list("key", flat=True)) == ["committed"]

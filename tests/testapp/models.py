@@ -9,3 +9,6 @@ class Job(models.Model):
 
     class Meta:
         app_label = "testapp"
+
+    def __str__(self) -> str:
+        return self.key

@@ -59,6 +59,7 @@ class GuardedWrapperMixin(_Base):
 
     connguard_options: GuardOptions
     _connguard_driver: Driver
+    Database: Any  # the DB-API module, set by each vendor backend
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -145,9 +146,9 @@ class GuardedWrapperMixin(_Base):
 
     def _close(self) -> Any:
         if not self._connguard_dead:
-            return super()._close()
+            return super()._close()  # type: ignore[misc]
         try:
-            return super()._close()
+            return super()._close()  # type: ignore[misc]
         except Exception:
             # Closing a connection that is already dead can only fail in
             # uninteresting ways, and must not hide the error that killed it.
@@ -156,7 +157,7 @@ class GuardedWrapperMixin(_Base):
     def _commit(self) -> Any:
         self._connguard_in_commit = True
         try:
-            return super()._commit()
+            return super()._commit()  # type: ignore[misc]
         finally:
             self._connguard_in_commit = False
 
@@ -176,8 +177,9 @@ class GuardedWrapperMixin(_Base):
             # would be lost without a word. A dead one fails the next statement
             # with TransactionLost instead.
             return
+        reason: str | None
         if self._connguard_dead:
-            reason: str | None = "error"
+            reason = "error"
         elif self._connguard_close_at is not None and now >= self._connguard_close_at:
             reason = "max_age"
         elif self._connguard_server_timeout is not None and idle >= self._connguard_server_timeout:
@@ -197,9 +199,8 @@ class GuardedWrapperMixin(_Base):
                 reason = self._connguard_validate()
             else:
                 return
-            if reason is None:
-                return
-        self._connguard_replace(reason, idle, now)
+        if reason is not None:
+            self._connguard_replace(reason, idle, now)
 
     def _connguard_validate(self) -> str | None:
         stats.record(self.alias, stats.VALIDATIONS)
@@ -209,7 +210,9 @@ class GuardedWrapperMixin(_Base):
             stats.record(self.alias, stats.VALIDATIONS_FAILED)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
-                    "connguard validation of %r failed: %s", self.alias, exc,
+                    "connguard validation of %r failed: %s",
+                    self.alias,
+                    exc,
                     extra={"alias": self.alias},
                 )
             return "validation_failed"
@@ -264,7 +267,9 @@ class GuardedWrapperMixin(_Base):
         if lost is not ConnectionLost:
             stats.record(self.alias, stats.TRANSACTIONS_LOST)
         logger.info(
-            "connguard: connection %r was lost (%s)", self.alias, lost.__name__,
+            "connguard: connection %r was lost (%s)",
+            self.alias,
+            lost.__name__,
             extra={"alias": self.alias},
         )
         return lost(*exc.args, alias=self.alias, vendor=self.vendor)

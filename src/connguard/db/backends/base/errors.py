@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db.utils import DatabaseErrorWrapper
 
@@ -17,6 +17,8 @@ class GuardedErrorWrapper(DatabaseErrorWrapper):
     the one place that sees every error: a disconnect marks the connection dead
     here, whichever path it came from.
     """
+
+    wrapper: Any  # set by DatabaseErrorWrapper.__init__; untyped in django-stubs
 
     def __exit__(
         self,

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_importable_without_settings() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    code = (
+        "import connguard, connguard.disconnects, connguard.exceptions, connguard.conf, "
+        "connguard.db.backends.base.base; "
+        "from django.conf import settings; assert not settings.configured; "
+        "print(connguard.stats('default'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{}"
