@@ -28,6 +28,7 @@ class Proxy:
         self.bytes_down = 0  # server -> client
         self.connections = 0
         self._closed = False
+        self._cut_next_reply = threading.Event()
         threading.Thread(target=self._accept_loop, daemon=True, name="proxy-accept").start()
 
     def _accept_loop(self) -> None:
@@ -54,6 +55,11 @@ class Proxy:
                 data = source.recv(65536)
                 if not data:
                     break
+                if not up and self._cut_next_reply.is_set():
+                    # The request reached the server and ran; its reply is lost.
+                    self._cut_next_reply.clear()
+                    self.reset_all()
+                    break
                 with self._lock:
                     if up:
                         self.bytes_up += len(data)
@@ -70,6 +76,14 @@ class Proxy:
         with self._lock:
             self.bytes_up = self.bytes_down = 0
 
+    def cut_next_reply(self) -> None:
+        """Drop the next reply from the server and reset the connection.
+
+        The statement that reply answers has reached the server and run, but the
+        client never learns how it ended: the "outcome unknown" case.
+        """
+        self._cut_next_reply.set()
+
     def reset_all(self) -> None:
         """Reset every open connection, as a load balancer does when it drops state."""
         with self._lock:
@@ -79,6 +93,11 @@ class Proxy:
                 with contextlib.suppress(OSError):
                     # SO_LINGER 0: close() sends RST instead of FIN.
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                with contextlib.suppress(OSError):
+                    # Wakes the pump thread blocked in recv() on this socket;
+                    # close() alone would wait for it, and send nothing.
+                    sock.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
                     sock.close()
 
     def close(self) -> None:

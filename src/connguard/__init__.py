@@ -7,6 +7,24 @@ loaded by Django from ``DATABASES[alias]["ENGINE"]``.
 
 from __future__ import annotations
 
-from connguard._stats import reset_stats, stats
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["reset_stats", "stats"]
+from connguard._stats import reset_stats, stats
+from connguard.retry import idempotent
+
+if TYPE_CHECKING:
+    from connguard.jobs import ThreadPoolExecutor, as_jobs, job
+
+__all__ = ["ThreadPoolExecutor", "as_jobs", "idempotent", "job", "reset_stats", "stats"]
+
+# The job API imports django.db; load it on first use so that importing
+# connguard stays cheap.
+_LAZY = {"ThreadPoolExecutor", "as_jobs", "job"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from connguard import jobs
+
+        return getattr(jobs, name)
+    raise AttributeError(f"module 'connguard' has no attribute {name!r}")

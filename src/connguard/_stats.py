@@ -16,6 +16,10 @@ VALIDATIONS_FAILED = "validations_failed"
 DISCONNECTS = "disconnects"
 TRANSACTIONS_LOST = "transactions_lost"
 REPLACED = "replaced"
+RETRIES = "retries"
+RETRIES_REFUSED = "retries_refused"
+INTERRUPTED = "interrupted"
+FORKS = "forks_detected"
 # One counter per replacement reason, e.g. "replaced_socket_closed".
 REPLACED_PREFIX = "replaced_"
 

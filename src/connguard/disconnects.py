@@ -64,6 +64,29 @@ POSTGRESQL_DISCONNECT_MESSAGES: tuple[str, ...] = (
 )
 
 
+# Disconnects that prove the failed statement never ran, so that even a write may
+# be retried: the request could not be written (2006: mysqlclient when the
+# socket is gone or the write fails, PyMySQL when the write fails), the client
+# had no socket left (InterfaceError(0, '')), or the server had already closed
+# the session for inactivity before the statement arrived (4031). 2013 ("lost
+# connection during query") is not here: the statement may have run.
+MYSQL_NEVER_EXECUTED_CODES: frozenset[int] = frozenset({2006, 4031})
+MYSQL_NEVER_EXECUTED_MESSAGES: tuple[str, ...] = ("already closed",)
+
+# 57P05: the session timed out while idle, so the statement that met the
+# FATAL message was never run. The messages are the drivers' own refusals to
+# send anything on a closed or busy connection, and libpq's failed send.
+POSTGRESQL_NEVER_EXECUTED_SQLSTATES: frozenset[str] = frozenset({"57P05"})
+POSTGRESQL_NEVER_EXECUTED_MESSAGES: tuple[str, ...] = (
+    "sending query failed",
+    "could not send data to server",
+    "connection already closed",
+    "the connection is closed",
+    "connection is bad",
+    "no connection to the server",
+)
+
+
 def _driver_error(exc: BaseException) -> BaseException:
     # Django re-raises driver errors as django.db.utils.* with the original as
     # __cause__; classify the original.
@@ -122,4 +145,28 @@ def is_disconnect(exc: BaseException, connection: Any = None) -> bool:
         return is_mysql_disconnect(driver_exc)
     if module in ("psycopg", "psycopg2"):
         return is_postgresql_disconnect(driver_exc, connection)
+    return False
+
+
+def never_executed(exc: BaseException) -> bool:
+    """True if a disconnect error proves that the failed statement never ran.
+
+    Only meaningful for errors that :func:`is_disconnect` accepts.
+    """
+    driver_exc = _driver_error(exc)
+    module = type(driver_exc).__module__.split(".", 1)[0]
+    if module in ("MySQLdb", "pymysql"):
+        code = driver_exc.args[0] if driver_exc.args else None
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code in MYSQL_NEVER_EXECUTED_CODES or (
+                code == 0 and type(driver_exc).__name__ == "InterfaceError"
+            )
+        message = str(driver_exc).lower()
+        return any(text in message for text in MYSQL_NEVER_EXECUTED_MESSAGES)
+    if module in ("psycopg", "psycopg2"):
+        sqlstate = getattr(driver_exc, "sqlstate", None) or getattr(driver_exc, "pgcode", None)
+        if sqlstate:
+            return sqlstate in POSTGRESQL_NEVER_EXECUTED_SQLSTATES
+        message = str(driver_exc).lower()
+        return any(text in message for text in POSTGRESQL_NEVER_EXECUTED_MESSAGES)
     return False

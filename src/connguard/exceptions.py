@@ -3,7 +3,8 @@
 All of them subclass ``django.db.OperationalError``, so an existing
 ``except OperationalError`` keeps working. They keep the driver's ``args``
 (``e.args[0] == 2006`` still holds) and chain the driver exception as
-``__cause__``; only ``str()`` changes, to name the alias and what happens next.
+``__cause__``; only ``str()`` changes, to name the alias, why nothing was
+retried, and what happens next.
 """
 
 from __future__ import annotations
@@ -14,37 +15,58 @@ from django.db.utils import OperationalError
 
 
 class ConnectionLost(OperationalError):
-    """The connection died under a statement run outside a transaction.
+    """The connection died outside a transaction and the statement was not retried.
 
-    Nothing is retried. The connection is replaced at its next use.
+    The connection is replaced at its next use.
     """
 
-    explanation = "it will be replaced at its next use"
+    default_reason = (
+        "not retried: it was lost outside a statement's execution (while fetching rows "
+        "or changing the transaction state), where a retry could repeat or skip work"
+    )
+    next_step = "the connection is replaced at its next use"
 
-    def __init__(self, *args: Any, alias: str = "", vendor: str = "") -> None:
+    def __init__(
+        self, *args: Any, alias: str = "", vendor: str = "", reason: str | None = None
+    ) -> None:
         super().__init__(*args)
         self.alias = alias
         self.vendor = vendor
+        self.reason = reason or self.default_reason
 
     def __str__(self) -> str:
+        cause = f": {super().__str__()}" if self.args else ""
         return (
-            f"connection {self.alias!r} ({self.vendor}) was lost: "
-            f"{super().__str__()}; {self.explanation}"
+            f"connection {self.alias!r} ({self.vendor}) was lost{cause}; "
+            f"{self.reason}; {self.next_step}"
         )
+
+
+class OutcomeUnknown(ConnectionLost):
+    """The connection died after a statement was sent: it may or may not have run.
+
+    Never retried, since running a write twice could apply it twice.
+    """
+
+    default_reason = (
+        "outcome unknown: the connection was lost after the statement was sent, so it "
+        "may or may not have run, and it was not retried"
+    )
 
 
 class TransactionLost(ConnectionLost):
     """The connection died inside ``atomic()`` or another open transaction.
 
     The server rolls the transaction back when the session ends, so nothing in
-    it was committed. Nothing is retried inside the transaction: the block fails,
+    it was committed. Nothing is retried inside a transaction: the block fails,
     and the first use after it gets a fresh connection.
     """
 
-    explanation = (
-        "the open transaction was rolled back by the server and nothing in it was "
-        "committed; the connection is replaced at its first use after the transaction"
+    default_reason = (
+        "inside a transaction: the server rolled the transaction back and nothing in it "
+        "was committed; nothing is retried inside a transaction"
     )
+    next_step = "the connection is replaced at its first use after the transaction"
 
 
 class CommitOutcomeUnknown(TransactionLost):
@@ -54,7 +76,8 @@ class CommitOutcomeUnknown(TransactionLost):
     Never retried.
     """
 
-    explanation = (
-        "the connection was lost while COMMIT was in flight, so the transaction may "
-        "or may not have been committed; the connection is replaced at its next use"
+    default_reason = (
+        "commit outcome unknown: the connection was lost while COMMIT was in flight, so "
+        "the transaction may or may not have been committed; a COMMIT is never retried"
     )
+    next_step = "the connection is replaced at its next use"

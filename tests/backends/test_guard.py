@@ -13,7 +13,7 @@ from django.db import connections
 
 import connguard
 from testbed.proxy import Proxy
-from tests.helpers import ALIAS, fileno, make_wrapper, select_one, server_id
+from tests.helpers import ALIAS, fileno, kill, make_wrapper, select_one, server_id
 from tests.testapp.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -145,22 +145,37 @@ def test_postgresql_notification_is_verified_not_replaced(servers: Any) -> None:
     assert "replaced" not in stats
 
 
-def test_socket_check_off_leaves_a_killed_connection_to_fail(vendor: str, servers: Any) -> None:
-    """Control for the kill tests: without the socket check (and no idle
-    validation) nothing notices the kill before use, so the error surfaces."""
-    from connguard.exceptions import ConnectionLost
-    from tests.helpers import kill
-
-    wrapper = make_wrapper(
-        vendor,
-        alias="nosock",
-        OPTIONS={"connguard": {"socket_check": False, "validate_after": None}},
+def _blind_wrapper(vendor: str, alias: str) -> Any:
+    """A guard that cannot see a kill before use: no socket check, no idle ping."""
+    return make_wrapper(
+        vendor, alias=alias, OPTIONS={"connguard": {"socket_check": False, "validate_after": None}}
     )
+
+
+def test_undetected_kill_read_only_statement_is_retried(vendor: str, servers: Any) -> None:
+    wrapper = _blind_wrapper(vendor, "blind-read")
     select_one(wrapper)
     kill(servers, vendor, wrapper)
-    with pytest.raises(ConnectionLost):
-        select_one(wrapper)
-    assert select_one(wrapper) == 1  # ...but it is replaced at the next use
+    assert select_one(wrapper) == 1  # failed on the dead connection, retried on a fresh one
+    stats = connguard.stats("blind-read")
+    assert stats["retries"] == 1
+    assert stats["disconnects"] == 1
+
+
+def test_undetected_kill_write_is_not_retried(vendor: str, servers: Any) -> None:
+    from connguard.exceptions import OutcomeUnknown
+
+    wrapper = _blind_wrapper(vendor, "blind-write")
+    select_one(wrapper)
+    kill(servers, vendor, wrapper)
+    with pytest.raises(OutcomeUnknown) as info, wrapper.cursor() as cursor:
+        cursor.execute("INSERT INTO testapp_job (" + _key(wrapper) + ", runs) VALUES ('w', 0)")
+    assert "outcome unknown: the connection was lost after the statement was sent" in str(
+        info.value
+    )
+    assert "'blind-write'" in str(info.value)
+    assert connguard.stats("blind-write")["retries_refused"] == 1
+    assert select_one(wrapper) == 1  # replaced at the next use
 
 
 # ##### Server-timeout awareness #####
@@ -225,8 +240,6 @@ def test_bad_option_names_the_alias_and_the_key(vendor: str) -> None:
 
 def test_disabled_guard_behaves_like_stock(vendor: str, servers: Any) -> None:
     from django.db import Error
-
-    from tests.helpers import kill
 
     wrapper = make_wrapper(vendor, alias="disabled", OPTIONS={"connguard": {"enabled": False}})
     select_one(wrapper)

@@ -11,11 +11,13 @@ It hooks only documented extension points of ``BaseDatabaseWrapper``:
   before every ``set_autocommit()`` (so also when ``atomic()`` starts), and
   nowhere else. It is the one place every use of a connection passes through.
 * ``wrap_database_errors``: every driver call runs inside it, so it sees every
-  error whichever path raised it.
-* ``connect()``/``_close()``/``_commit()``: bookkeeping around Django's own code,
-  which still does all the work. Replacing a connection means ``close()`` and
-  then Django's ordinary ``connect()``, so session setup (isolation level, time
-  zone, role, ``connection_created``) is replayed every time.
+  error, and every interruption, whichever path it came from.
+* ``execute_wrappers``: one permanent wrapper retries a statement when that is
+  provably safe (``rules.py``).
+* ``connect()``, ``_close()``, ``_commit()``, ``_rollback()``: bookkeeping around
+  Django's own code, which still does the work. Replacing a connection means
+  ``close()`` and then Django's ordinary ``connect()``, so session setup
+  (isolation level, time zone, role, ``connection_created``) is replayed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 import select
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from django.utils.functional import cached_property
@@ -30,8 +33,15 @@ from django.utils.functional import cached_property
 from connguard import _stats as stats
 from connguard._drivers import Driver, driver_for
 from connguard.conf import OPTIONS_KEY, GuardOptions, parse_options
+from connguard.db.backends.base import fork
 from connguard.db.backends.base.errors import GuardedErrorWrapper
-from connguard.exceptions import CommitOutcomeUnknown, ConnectionLost, TransactionLost
+from connguard.db.backends.base.rules import retry_refusal
+from connguard.exceptions import (
+    CommitOutcomeUnknown,
+    ConnectionLost,
+    OutcomeUnknown,
+    TransactionLost,
+)
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -46,6 +56,11 @@ logger = logging.getLogger("connguard.backends")
 _RDHUP: int = getattr(select, "POLLRDHUP", 0)
 _POLL_MASK = select.POLLIN | select.POLLPRI | _RDHUP
 _HANGUP = select.POLLHUP | select.POLLERR | select.POLLNVAL | _RDHUP
+
+# A pooled driver connection outlives the wrapper's hold on it: remember when it
+# was last used and what the server's idle limit is, so a checkout neither
+# forgets how long it sat in the pool nor asks the server again.
+_pooled: weakref.WeakKeyDictionary[Any, tuple[float, float | None]] = weakref.WeakKeyDictionary()
 
 
 class GuardedWrapperMixin(_Base):
@@ -66,8 +81,8 @@ class GuardedWrapperMixin(_Base):
         self.connguard_options = parse_options(self.alias, self.settings_dict)
         self._connguard_driver = driver_for(self.Database)
         self._connguard_connecting = False
-        # Set by a disconnect error; the connection is replaced at its next use
-        # outside a transaction.
+        # Set by a disconnect or an interruption: the connection is replaced at
+        # its next use outside a transaction, and refused inside one.
         self._connguard_dead = False
         self._connguard_in_commit = False
         self._connguard_last_used = 0.0
@@ -75,6 +90,9 @@ class GuardedWrapperMixin(_Base):
         self._connguard_close_at: float | None = None
         self._connguard_server_timeout: float | None = None
         self._connguard_poll: Any = None
+        if self.connguard_options.enabled:
+            self.execute_wrappers.append(self._connguard_execute)
+            fork.track(self)
 
     # ##### Connection lifecycle #####
 
@@ -85,6 +103,17 @@ class GuardedWrapperMixin(_Base):
         return params
 
     def connect(self) -> None:
+        for attempt in range(3):
+            self._connguard_connect_once()
+            if attempt == 2 or not (self.connguard_options.enabled and self._connguard_pooled()):
+                return
+            # A pooled connection may have sat idle, or died, in the pool: check
+            # it before first use, as any other use would be.
+            self.close_if_health_check_failed()
+            if self.connection is not None:
+                return
+
+    def _connguard_connect_once(self) -> None:
         self._connguard_connecting = True
         # Dead until connect() completes: if it fails half-way (say in
         # init_connection_state), the half-set-up connection is never reused.
@@ -104,9 +133,21 @@ class GuardedWrapperMixin(_Base):
         max_age = self.settings_dict["CONN_MAX_AGE"]
         self._connguard_close_at = now + max_age if max_age else None
         self._connguard_poll = self._connguard_make_poll()
-        self._connguard_server_timeout = self._connguard_learn_server_timeout()
+        remembered = None
+        if self._connguard_pooled():
+            remembered = _pooled.get(self.connection)
+            if remembered is None:
+                # Not seen by any wrapper yet: idle since the pool opened it.
+                self._connguard_last_used = getattr(self.connection, "_created_at", now)
+        if remembered is not None:
+            self._connguard_last_used, self._connguard_server_timeout = remembered
+        else:
+            self._connguard_server_timeout = self._connguard_learn_server_timeout()
         self._connguard_dead = False
         stats.record(self.alias, stats.CONNECTIONS_OPENED)
+
+    def _connguard_pooled(self) -> bool:
+        return bool(getattr(self, "pool", None))
 
     def _connguard_make_poll(self) -> Any:
         if not (self.connguard_options.enabled and self.connguard_options.socket_check):
@@ -125,10 +166,6 @@ class GuardedWrapperMixin(_Base):
         declared = self.connguard_options.server_timeout
         if declared != "auto" or not self.connguard_options.enabled:
             return declared if declared != "auto" else None
-        if getattr(self, "pool", None):
-            # A pooled connection is "connected" at every checkout; a query per
-            # checkout is too much. Declare server_timeout to use it with a pool.
-            return None
         try:
             limit = self._connguard_driver.server_idle_limit(self.connection)
             if not self.autocommit:
@@ -146,7 +183,18 @@ class GuardedWrapperMixin(_Base):
 
     def _close(self) -> Any:
         if not self._connguard_dead:
+            if self.connection is not None and self._connguard_pooled():
+                _pooled[self.connection] = (
+                    self._connguard_last_used,
+                    self._connguard_server_timeout,
+                )
             return super()._close()  # type: ignore[misc]
+        if self.connection is not None and self._connguard_pooled():
+            # Closed first, so that the pool discards it instead of lending it again.
+            try:
+                self.connection.close()
+            except Exception:
+                pass
         try:
             return super()._close()  # type: ignore[misc]
         except Exception:
@@ -155,11 +203,64 @@ class GuardedWrapperMixin(_Base):
             return None
 
     def _commit(self) -> Any:
+        if self._connguard_dead and self.connection is not None:
+            # An interrupted statement left a reply unread: a COMMIT sent now
+            # could read that reply as its own. Nothing was committed.
+            raise TransactionLost(
+                alias=self.alias,
+                vendor=self.vendor,
+                reason="an earlier error or interruption left the connection unusable inside "
+                "the transaction, so COMMIT was not sent and nothing was committed",
+            )
         self._connguard_in_commit = True
         try:
             return super()._commit()  # type: ignore[misc]
         finally:
             self._connguard_in_commit = False
+
+    def _rollback(self) -> Any:
+        # The server rolls back whatever was open when the session ends, so on a
+        # dead connection a rollback is certain: close it instead of failing.
+        if not self._connguard_dead:
+            try:
+                return super()._rollback()  # type: ignore[misc]
+            except ConnectionLost:
+                pass
+        self._connguard_discard()
+        return None
+
+    def _connguard_discard(self) -> None:
+        self._connguard_dead = True
+        try:
+            self.close()
+        except Exception:
+            self.connection = None
+
+    def _connguard_after_fork(self) -> None:
+        """In a forked child: drop the inherited connection without any I/O."""
+        raw, self.connection = self.connection, None
+        if raw is not None:
+            try:
+                fd = self._connguard_driver.fileno(raw)
+            except Exception:
+                fd = None
+            fork.detach_socket(fd)
+            fork._orphans.append(raw)
+            stats.record(self.alias, stats.FORKS)
+        if self.in_atomic_block:
+            # As Django's close() does inside atomic(): the block must fail.
+            self.closed_in_transaction = self.needs_rollback = True
+        self._connguard_poll = None
+        self._connguard_dead = False
+        pools = getattr(type(self), "_connection_pools", None)
+        pool = pools.pop(self.alias, None) if pools else None
+        if pool is not None:
+            for pooled in list(getattr(pool, "_pool", ())):
+                try:
+                    fork.detach_socket(self._connguard_driver.fileno(pooled))
+                except Exception:
+                    pass
+            fork._orphans.append(pool)
 
     # ##### The guard #####
 
@@ -174,8 +275,10 @@ class GuardedWrapperMixin(_Base):
         self._connguard_last_used = now
         if self.in_atomic_block or not self.autocommit:
             # Never replace a connection under an open transaction: its work
-            # would be lost without a word. A dead one fails the next statement
-            # with TransactionLost instead.
+            # would be lost without a word. Refuse a dead one before anything
+            # is sent, since an interrupted one may hold a stale reply.
+            if self._connguard_dead:
+                raise TransactionLost(alias=self.alias, vendor=self.vendor)
             return
         reason: str | None
         if self._connguard_dead:
@@ -233,15 +336,11 @@ class GuardedWrapperMixin(_Base):
             extra={"alias": self.alias, "reason": reason},
         )
         stats.record(self.alias, stats.REPLACED, stats.REPLACED_PREFIX + reason)
-        self._connguard_dead = True
-        try:
-            self.close()
-        except Exception:
-            self.connection = None
+        self._connguard_discard()
         # The caller (_cursor() or set_autocommit()) calls ensure_connection()
         # next, which opens the replacement through Django's connect().
 
-    # ##### Errors #####
+    # ##### Errors and retries #####
 
     @cached_property
     def wrap_database_errors(self) -> GuardedErrorWrapper:
@@ -266,10 +365,73 @@ class GuardedWrapperMixin(_Base):
             lost = ConnectionLost
         if lost is not ConnectionLost:
             stats.record(self.alias, stats.TRANSACTIONS_LOST)
-        logger.info(
-            "connguard: connection %r was lost (%s)",
+        return lost(*exc.args, alias=self.alias, vendor=self.vendor)
+
+    def _connguard_on_interrupt(self, exc: BaseException) -> None:
+        """A non-database exception escaped a driver call (a signal handler,
+        KeyboardInterrupt, a gevent Timeout): a reply may be left unread."""
+        if self.connection is None or self._connguard_connecting or self._connguard_dead:
+            return
+        self._connguard_dead = True
+        stats.record(self.alias, stats.INTERRUPTED)
+        logger.warning(
+            "connguard: %s interrupted a database operation on %r; the connection is "
+            "replaced at its next use",
+            type(exc).__name__,
             self.alias,
-            lost.__name__,
             extra={"alias": self.alias},
         )
-        return lost(*exc.args, alias=self.alias, vendor=self.vendor)
+
+    def _connguard_execute(
+        self, execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]
+    ) -> Any:
+        try:
+            return execute(sql, params, many, context)
+        except ConnectionLost as lost:
+            if type(lost) is not ConnectionLost:
+                raise  # inside a transaction: never retried
+            refusal = retry_refusal(lost.__cause__, sql, many)
+            if refusal is not None:
+                stats.record(self.alias, stats.RETRIES_REFUSED)
+                logger.warning(
+                    "connguard did not retry a statement on %r: %s",
+                    self.alias,
+                    refusal,
+                    extra={"alias": self.alias},
+                )
+                raise OutcomeUnknown(
+                    *lost.args, alias=self.alias, vendor=self.vendor, reason=refusal
+                ) from lost.__cause__
+        return self._connguard_retry(execute, sql, params, many, context)
+
+    def _connguard_retry(
+        self, execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]
+    ) -> Any:
+        stats.record(self.alias, stats.RETRIES)
+        logger.info(
+            "connguard retrying a statement on %r on a fresh connection",
+            self.alias,
+            extra={"alias": self.alias},
+        )
+        stats.record(self.alias, stats.REPLACED, stats.REPLACED_PREFIX + "error")
+        self._connguard_discard()
+        self.ensure_connection()
+        cursor = context["cursor"]
+        stale, name = cursor.cursor, getattr(cursor.cursor, "name", None)
+        with self.wrap_database_errors:
+            cursor.cursor = self.create_cursor(name)
+        try:
+            stale.close()
+        except Exception:
+            pass
+        try:
+            return execute(sql, params, many, context)
+        except ConnectionLost as again:
+            if type(again) is not ConnectionLost:
+                raise
+            raise ConnectionLost(
+                *again.args,
+                alias=self.alias,
+                vendor=self.vendor,
+                reason="retried once on a fresh connection, and the retry failed too",
+            ) from again.__cause__

@@ -4,6 +4,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db.utils import DatabaseErrorWrapper
+from django.db.utils import Error as DjangoError
 
 if TYPE_CHECKING:
     from connguard.db.backends.base.base import GuardedWrapperMixin
@@ -33,4 +34,8 @@ class GuardedErrorWrapper(DatabaseErrorWrapper):
                 if replacement is not None:
                     wrapper.errors_occurred = True
                     raise replacement.with_traceback(traceback) from exc_value
+            elif not isinstance(exc_value, (DjangoError, GeneratorExit)):
+                # Not the database's error: an exception from a signal handler
+                # or a timeout escaped the driver mid-call.
+                wrapper._connguard_on_interrupt(exc_value)
         super().__exit__(exc_type, exc_value, traceback)

@@ -1,0 +1,249 @@
+"""Statement-level safety: what happens when the connection dies under a statement.
+
+A proxy between client and server drops the reply to a chosen request: the
+statement reached the server and ran, but the client cannot know. Rows are
+counted afterwards to show what was applied, and how often.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import Error, transaction
+
+import connguard
+from connguard.exceptions import CommitOutcomeUnknown, OutcomeUnknown, TransactionLost
+from testbed.proxy import Proxy
+from tests.helpers import ALIAS, make_wrapper, select_one, server_id
+from tests.testapp.models import Entry, Job
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+@pytest.fixture
+def proxy(vendor: str, servers: Any) -> Iterator[Proxy]:
+    server = servers[vendor]
+    p = Proxy(server.host, server.port)
+    yield p
+    p.close()
+
+
+def via(proxy: Proxy, vendor: str, *, guarded: bool = True, alias: str = "safe") -> Any:
+    return make_wrapper(vendor, guarded=guarded, alias=alias, HOST=proxy.host, PORT=str(proxy.port))
+
+
+def insert(wrapper: Any, note: str) -> None:
+    with wrapper.cursor() as cursor:
+        cursor.execute("INSERT INTO testapp_entry (note) VALUES (%s)", [note])
+
+
+def entries(vendor: str, note: str) -> int:
+    return Entry.objects.using(ALIAS[vendor]).filter(note=note).count()
+
+
+# ##### Autocommit writes whose reply is lost #####
+
+
+def test_insert_lost_in_flight_is_never_applied_twice(vendor: str, proxy: Proxy) -> None:
+    wrapper = via(proxy, vendor)
+    select_one(wrapper)
+    proxy.cut_next_reply()
+    with pytest.raises(OutcomeUnknown) as info:
+        insert(wrapper, "once")
+    assert "outcome unknown: the connection was lost after the statement was sent" in str(
+        info.value
+    )
+    assert "'safe'" in str(info.value)
+    assert entries(vendor, "once") == 1  # it ran, once: not retried
+    assert connguard.stats("safe")["retries_refused"] == 1
+    insert(wrapper, "next")  # the connection is replaced at its next use
+    assert entries(vendor, "next") == 1
+
+
+def test_marking_a_write_idempotent_retries_it(vendor: str, proxy: Proxy) -> None:
+    """The control for the test above: the same loss, with a retry allowed,
+    applies the write twice. This is why writes are never retried unasked."""
+    wrapper = via(proxy, vendor)
+    select_one(wrapper)
+    proxy.cut_next_reply()
+    with connguard.idempotent():
+        insert(wrapper, "twice")
+    assert entries(vendor, "twice") == 2
+    assert connguard.stats("safe")["retries"] == 1
+
+
+def test_stock_insert_lost_in_flight(vendor: str, proxy: Proxy) -> None:
+    wrapper = via(proxy, vendor, guarded=False)
+    select_one(wrapper)
+    proxy.cut_next_reply()
+    with pytest.raises(Error) as info:
+        insert(wrapper, "stock")
+    assert not isinstance(info.value, OutcomeUnknown)
+    assert entries(vendor, "stock") == 1
+    with pytest.raises(Error):  # and the stock connection stays broken
+        insert(wrapper, "stock-2")
+
+
+def test_executemany_lost_in_flight_is_not_retried(vendor: str, proxy: Proxy) -> None:
+    wrapper = via(proxy, vendor)
+    select_one(wrapper)
+    proxy.cut_next_reply()
+    with pytest.raises(OutcomeUnknown, match="executemany"), wrapper.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO testapp_entry (note) VALUES (%s)", [("many",), ("many",), ("many",)]
+        )
+    assert entries(vendor, "many") in (0, 1, 2, 3)  # unknown, and never more
+    assert connguard.stats("safe")["retries_refused"] == 1
+
+
+# ##### Read-only statements #####
+
+
+def test_select_lost_in_flight_is_retried_transparently(vendor: str, proxy: Proxy) -> None:
+    Job.objects.using(ALIAS[vendor]).create(key="k1", runs=7)
+    wrapper = via(proxy, vendor)
+    select_one(wrapper)
+    before = server_id(wrapper)
+    proxy.cut_next_reply()
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT runs FROM testapp_job WHERE id > %s", [0])
+        assert cursor.fetchall() in ([(7,)], ((7,),))
+    assert server_id(wrapper) != before
+    assert connguard.stats("safe")["retries"] == 1
+
+
+def test_stock_select_lost_in_flight_fails(vendor: str, proxy: Proxy) -> None:
+    wrapper = via(proxy, vendor, guarded=False)
+    select_one(wrapper)
+    proxy.cut_next_reply()
+    with pytest.raises(Error):
+        select_one(wrapper)
+
+
+def test_orm_read_after_kill_through_settings(vendor: str, servers: Any) -> None:
+    """A SELECT whose connection dies between the guard's check and the
+    statement: here the server kills the session while the query runs."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    alias = ALIAS[vendor]
+    connection = connections[alias]
+    connection.ensure_connection()
+    ident = server_id(connection)
+    sleep = "SELECT SLEEP(1)" if vendor == "mysql" else "SELECT pg_sleep(1)"
+
+    def killer() -> None:
+        time.sleep(0.3)
+        if vendor == "mysql":
+            servers[vendor].sql(f"KILL CONNECTION {ident}")
+        else:
+            servers[vendor].sql(f"SELECT pg_terminate_backend({ident}, 5000)")
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    with connection.cursor() as cursor:
+        cursor.execute(sleep)  # killed after 0.3 s, retried: a second full second
+        cursor.fetchall()
+    thread.join()
+    assert connguard.stats(alias)["retries"] == 1
+
+
+def test_server_side_cursor_declare_is_retried(vendor: str, proxy: Proxy) -> None:
+    """QuerySet.iterator() on PostgreSQL runs on a named (server-side) cursor."""
+    Job.objects.using(ALIAS[vendor]).bulk_create(Job(key=f"it{i}") for i in range(5))
+    wrapper = via(proxy, vendor)
+    select_one(wrapper)
+    proxy.cut_next_reply()
+    with wrapper.chunked_cursor() as cursor:
+        cursor.execute("SELECT id FROM testapp_job ORDER BY id")
+        assert len(cursor.fetchmany(10)) == 5
+    assert connguard.stats("safe")["retries"] == 1
+
+
+def test_server_side_cursor_lost_while_fetching_is_not_retried(vendor: str, proxy: Proxy) -> None:
+    if vendor != "postgresql":
+        pytest.skip("Django's MySQL backend has no server-side cursors")
+    Job.objects.using(ALIAS[vendor]).bulk_create(Job(key=f"f{i}") for i in range(5))
+    wrapper = via(proxy, vendor)
+    select_one(wrapper)
+    with wrapper.chunked_cursor() as cursor:
+        cursor.execute("SELECT id FROM testapp_job ORDER BY id")
+        assert len(cursor.fetchmany(2)) == 2
+        proxy.cut_next_reply()
+        with pytest.raises(connguard.exceptions.ConnectionLost) as info:
+            cursor.fetchmany(2)
+    assert "fetch" in str(info.value)
+    assert "retries" not in connguard.stats("safe")
+    assert select_one(wrapper) == 1
+
+
+# ##### Transactions #####
+
+
+@pytest.fixture
+def aliased(vendor: str, proxy: Proxy) -> Iterator[Any]:
+    """The vendor's alias in ``connections``, going through the proxy, so that
+    ``transaction.atomic(using=alias)`` drives it."""
+    from django.db import connections
+
+    alias = ALIAS[vendor]
+    original = connections[alias]
+    wrapper = via(proxy, vendor, alias=alias)
+    connections[alias] = wrapper
+    yield wrapper
+    connections[alias] = original
+
+
+def test_lost_inside_atomic_loses_nothing_committed(
+    vendor: str, proxy: Proxy, aliased: Any
+) -> None:
+    alias, wrapper = ALIAS[vendor], aliased
+    insert(wrapper, "committed")
+    with pytest.raises(TransactionLost), transaction.atomic(using=alias):
+        insert(wrapper, "in-block")
+        proxy.cut_next_reply()
+        insert(wrapper, "in-block")
+    assert entries(vendor, "committed") == 1
+    assert entries(vendor, "in-block") == 0
+    assert select_one(wrapper) == 1  # fresh connection after the block
+
+
+def test_commit_reply_lost_is_commit_outcome_unknown(
+    vendor: str, proxy: Proxy, aliased: Any
+) -> None:
+    alias, wrapper = ALIAS[vendor], aliased
+    with pytest.raises(CommitOutcomeUnknown) as info, transaction.atomic(using=alias):
+        insert(wrapper, "commit")
+        proxy.cut_next_reply()  # the COMMIT's reply
+    assert "commit outcome unknown" in str(info.value)
+    # It was in fact committed, and it was not committed twice.
+    assert entries(vendor, "commit") == 1
+    assert connguard.stats(alias)["transactions_lost"] == 1
+    assert "retries" not in connguard.stats(alias)
+    assert select_one(wrapper) == 1
+
+
+def test_rollback_on_a_lost_connection_succeeds(vendor: str, proxy: Proxy) -> None:
+    wrapper = via(proxy, vendor)
+    select_one(wrapper)
+    wrapper.set_autocommit(False)
+    insert(wrapper, "rolled-back")
+    proxy.cut_next_reply()
+    wrapper.rollback()  # the server rolls back when the session ends: certain
+    wrapper.set_autocommit(True)
+    assert entries(vendor, "rolled-back") == 0
+    assert select_one(wrapper) == 1
+
+
+def test_stock_rollback_on_a_lost_connection_raises(vendor: str, proxy: Proxy) -> None:
+    wrapper = via(proxy, vendor, guarded=False)
+    select_one(wrapper)
+    wrapper.set_autocommit(False)
+    insert(wrapper, "stock-rb")
+    proxy.cut_next_reply()
+    with pytest.raises(Error):
+        wrapper.rollback()
