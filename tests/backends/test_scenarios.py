@@ -16,7 +16,7 @@ from django.db.backends.postgresql.psycopg_any import IsolationLevel
 from django.db.backends.signals import connection_created
 
 import connguard
-from connguard.exceptions import ConnectionLost, TransactionLost
+from connguard.exceptions import ConnectionLost, OutcomeUnknown, TransactionLost
 from tests.helpers import (
     ALIAS,
     STOCK_ALIAS,
@@ -134,7 +134,8 @@ def _kill_while_running(servers: Any, vendor: str, wrapper: Any) -> threading.Th
     return thread
 
 
-SLEEP = {"mysql": "SELECT SLEEP(5)", "postgresql": "SELECT pg_sleep(5)"}
+# Not read-only (DO), so a lost one is never retried: the error must surface.
+SLEEP = {"mysql": "DO SLEEP(5)", "postgresql": "DO $$ BEGIN PERFORM pg_sleep(5); END $$"}
 
 
 def test_stock_kill_during_statement_stays_broken(vendor: str, servers: Any) -> None:
@@ -156,7 +157,9 @@ def test_guarded_kill_during_statement_raises_clearly_then_recovers(
     with pytest.raises(ConnectionLost) as info, guarded.cursor() as cursor:
         cursor.execute(SLEEP[vendor])
     thread.join()
+    assert isinstance(info.value, OutcomeUnknown)
     assert "'inflight'" in str(info.value)
+    assert "outcome unknown" in str(info.value)
     assert "replaced at its next use" in str(info.value)
     assert select_one(guarded) == 1
     stats = connguard.stats("inflight")

@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 from django.utils.functional import cached_property
 
 from connguard import _stats as stats
+from connguard import signals
 from connguard._drivers import Driver, driver_for
 from connguard.conf import OPTIONS_KEY, GuardOptions, parse_options
 from connguard.db.backends.base import fork
 from connguard.db.backends.base.errors import GuardedErrorWrapper
-from connguard.db.backends.base.rules import retry_refusal
+from connguard.db.backends.base.rules import retry_verdict
 from connguard.exceptions import (
     CommitOutcomeUnknown,
     ConnectionLost,
@@ -86,6 +87,7 @@ class GuardedWrapperMixin(_Base):
         self._connguard_dead = False
         self._connguard_in_commit = False
         self._connguard_last_used = 0.0
+        self._connguard_idle = 0.0  # how long the connection sat idle before this use
         self._connguard_connected_at = 0.0
         self._connguard_close_at: float | None = None
         self._connguard_server_timeout: float | None = None
@@ -247,6 +249,7 @@ class GuardedWrapperMixin(_Base):
             fork.detach_socket(fd)
             fork._orphans.append(raw)
             stats.record(self.alias, stats.FORKS)
+            self._connguard_send(signals.fork_detected, "fork")
         if self.in_atomic_block:
             # As Django's close() does inside atomic(): the block must fail.
             self.closed_in_transaction = self.needs_rollback = True
@@ -262,6 +265,22 @@ class GuardedWrapperMixin(_Base):
                     pass
             fork._orphans.append(pool)
 
+    def connguard_status(self) -> dict[str, Any]:
+        """What the guard knows about this thread's connection, for diagnostics."""
+        now = time.monotonic()
+        connected = self.connection is not None
+        return {
+            "alias": self.alias,
+            "vendor": self.vendor,
+            "driver": self._connguard_driver.name,
+            "connected": connected,
+            "dead": self._connguard_dead if connected else False,
+            "age": now - self._connguard_connected_at if connected else None,
+            "idle": now - self._connguard_last_used if connected else None,
+            "server_idle_limit": self._connguard_server_timeout if connected else None,
+            "options": dict(vars(self.connguard_options)),
+        }
+
     # ##### The guard #####
 
     def close_if_health_check_failed(self) -> None:
@@ -271,7 +290,7 @@ class GuardedWrapperMixin(_Base):
             super().close_if_health_check_failed()
             return
         now = time.monotonic()
-        idle = now - self._connguard_last_used
+        self._connguard_idle = idle = now - self._connguard_last_used
         self._connguard_last_used = now
         if self.in_atomic_block or not self.autocommit:
             # Never replace a connection under an open transaction: its work
@@ -294,23 +313,42 @@ class GuardedWrapperMixin(_Base):
                 # A hang-up is final. Readable data on an idle connection is an
                 # error packet before a close, or (PostgreSQL) a harmless notice
                 # or notification: ask the server before replacing.
-                reason = "socket_closed" if events[0][1] & _HANGUP else self._connguard_validate()
+                if events[0][1] & _HANGUP:
+                    reason = "socket_closed"
+                    self._connguard_send(signals.connection_invalidated, reason)
+                else:
+                    reason = self._connguard_validate("socket_readable")
             elif (
                 self.connguard_options.validate_after is not None
                 and idle >= self.connguard_options.validate_after
             ):
-                reason = self._connguard_validate()
+                reason = self._connguard_validate("idle")
             else:
                 return
         if reason is not None:
             self._connguard_replace(reason, idle, now)
 
-    def _connguard_validate(self) -> str | None:
+    def _connguard_send(self, signal: Any, reason: str, **extra: Any) -> None:
+        now = time.monotonic()
+        signal.send(
+            sender=type(self),
+            connection=self,
+            alias=self.alias,
+            reason=reason,
+            idle=self._connguard_idle,
+            age=now - self._connguard_connected_at if self._connguard_connected_at else 0.0,
+            error=extra.pop("error", None),
+            **extra,
+        )
+
+    def _connguard_validate(self, why: str) -> str | None:
         stats.record(self.alias, stats.VALIDATIONS)
         try:
             self._connguard_driver.ping(self.connection)
         except Exception as exc:
             stats.record(self.alias, stats.VALIDATIONS_FAILED)
+            self._connguard_send(signals.connection_validated, why, ok=False, error=exc)
+            self._connguard_send(signals.connection_invalidated, "validation_failed", error=exc)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "connguard validation of %r failed: %s",
@@ -324,6 +362,7 @@ class GuardedWrapperMixin(_Base):
             # protocol state is unknown, so never reuse this connection.
             self._connguard_dead = True
             raise
+        self._connguard_send(signals.connection_validated, why, ok=True)
         return None
 
     def _connguard_replace(self, reason: str, idle: float, now: float) -> None:
@@ -336,6 +375,9 @@ class GuardedWrapperMixin(_Base):
             extra={"alias": self.alias, "reason": reason},
         )
         stats.record(self.alias, stats.REPLACED, stats.REPLACED_PREFIX + reason)
+        recycled = reason in ("max_age", "server_timeout")
+        signal = signals.connection_recycled if recycled else signals.connection_replaced
+        self._connguard_send(signal, reason)
         self._connguard_discard()
         # The caller (_cursor() or set_autocommit()) calls ensure_connection()
         # next, which opens the replacement through Django's connect().
@@ -352,6 +394,8 @@ class GuardedWrapperMixin(_Base):
             exc, self.connection
         ):
             return None
+        if not self._connguard_dead:
+            self._connguard_send(signals.connection_invalidated, "disconnect", error=exc)
         self._connguard_dead = True
         stats.record(self.alias, stats.DISCONNECTS)
         if self._connguard_connecting or self.connection is None:
@@ -374,6 +418,7 @@ class GuardedWrapperMixin(_Base):
             return
         self._connguard_dead = True
         stats.record(self.alias, stats.INTERRUPTED)
+        self._connguard_send(signals.connection_invalidated, "interrupted", error=exc)
         logger.warning(
             "connguard: %s interrupted a database operation on %r; the connection is "
             "replaced at its next use",
@@ -390,9 +435,11 @@ class GuardedWrapperMixin(_Base):
         except ConnectionLost as lost:
             if type(lost) is not ConnectionLost:
                 raise  # inside a transaction: never retried
-            refusal = retry_refusal(lost.__cause__, sql, many)
-            if refusal is not None:
+            allowed, why = retry_verdict(lost.__cause__, sql, many)
+            if not allowed:
+                refusal = why
                 stats.record(self.alias, stats.RETRIES_REFUSED)
+                self._connguard_send(signals.retry_refused, refusal, error=lost.__cause__)
                 logger.warning(
                     "connguard did not retry a statement on %r: %s",
                     self.alias,
@@ -402,6 +449,7 @@ class GuardedWrapperMixin(_Base):
                 raise OutcomeUnknown(
                     *lost.args, alias=self.alias, vendor=self.vendor, reason=refusal
                 ) from lost.__cause__
+            self._connguard_send(signals.statement_retried, why, error=lost.__cause__)
         return self._connguard_retry(execute, sql, params, many, context)
 
     def _connguard_retry(

@@ -27,15 +27,21 @@ EXECUTEMANY_REFUSAL = (
 )
 
 
-def retry_refusal(cause: BaseException | None, sql: object, many: bool) -> str | None:
-    """None if the statement may be retried once, else why not (for the error message)."""
+def retry_verdict(cause: BaseException | None, sql: object, many: bool) -> tuple[bool, str]:
+    """(True, why it is safe) if the statement may be retried once, else (False, why not)."""
     if is_marked_idempotent():
-        return None
+        return True, "idempotent"
     if many:
-        return EXECUTEMANY_REFUSAL
+        return False, EXECUTEMANY_REFUSAL
     if cause is not None and never_executed(cause):
-        return None
+        return True, "never_executed"
     # psycopg's sql.Composed and other non-strings cannot be inspected: a write.
     if isinstance(sql, str) and is_read_only(sql):
-        return None
-    return OutcomeUnknown.default_reason
+        return True, "read_only"
+    return False, OutcomeUnknown.default_reason
+
+
+def retry_refusal(cause: BaseException | None, sql: object, many: bool) -> str | None:
+    """None if the statement may be retried once, else why not (for the error message)."""
+    allowed, why = retry_verdict(cause, sql, many)
+    return None if allowed else why
