@@ -54,7 +54,8 @@ class _Server:
     user = ""
     password = ""
 
-    def __init__(self, base_dir: str | None = None) -> None:
+    def __init__(self, base_dir: str | None = None, *, tls: bool = False) -> None:
+        self.tls = tls
         self.dir = Path(tempfile.mkdtemp(prefix=f"connguard-{self.name}-", dir=base_dir))
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -63,6 +64,22 @@ class _Server:
         if self._user:
             entry = pwd.getpwnam(self._user)
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+
+    def _make_certificate(self) -> None:
+        """A self-signed certificate for 127.0.0.1, readable only by the server's user."""
+        self.certificate = str(self.dir / "server.crt")
+        self.key = str(self.dir / "server.key")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", self.key, "-out", self.certificate],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        os.chmod(self.key, 0o600)
+        if self._user:
+            entry = pwd.getpwnam(self._user)
+            for path in (self.key, self.certificate):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _cmd(self, args: list[str]) -> list[str]:
         if self._user:
@@ -133,12 +150,17 @@ class _Server:
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def client_tls_options(self) -> dict[str, object]:
+        raise NotImplementedError
+
     def restart(self) -> None:
         self.stop(remove=False)
         self.start()
 
     def settings(self, engine: str | None = None, **extra: object) -> dict[str, object]:
         """A ``DATABASES`` entry for this server, guarded unless ``engine`` says otherwise."""
+        if self.tls:
+            extra["OPTIONS"] = {**self.client_tls_options(), **dict(extra.get("OPTIONS") or {})}  # type: ignore[arg-type]
         return {
             "ENGINE": engine or self.engine,
             "NAME": self.database,
@@ -165,8 +187,8 @@ class MariaDBServer(_Server):
     user = "connguard"
     password = "connguard"
 
-    def __init__(self, base_dir: str | None = None) -> None:
-        super().__init__(base_dir)
+    def __init__(self, base_dir: str | None = None, *, tls: bool = False) -> None:
+        super().__init__(base_dir, tls=tls)
         self.socket = str(self.dir / "mysqld.sock")
         self.mariadbd = _find(["mariadbd", "mysqld"], ["/usr/sbin", "/usr/libexec"])
         self.client = _find(["mariadb", "mysql"], [])
@@ -200,7 +222,23 @@ class MariaDBServer(_Server):
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_unicode_ci",
             *([f"--user={self._user}"] if self._user else []),
+            *self._tls_args(),
         ]
+
+    def _tls_args(self) -> list[str]:
+        if not self.tls:
+            return []
+        if not hasattr(self, "certificate"):
+            self._make_certificate()
+        # Unix-socket connections (the admin client) count as secure.
+        return [
+            f"--ssl-cert={self.certificate}",
+            f"--ssl-key={self.key}",
+            "--require-secure-transport=ON",
+        ]
+
+    def client_tls_options(self) -> dict[str, object]:
+        return {"ssl": {"ca": self.certificate}}
 
     def _ready(self) -> bool:
         return os.path.exists(self.socket) and self._port_open()
@@ -242,8 +280,8 @@ class PostgreSQLServer(_Server):
     # A server default other than UTC, so that tests can see Django's SET TIME ZONE.
     server_timezone = "America/New_York"
 
-    def __init__(self, base_dir: str | None = None) -> None:
-        super().__init__(base_dir)
+    def __init__(self, base_dir: str | None = None, *, tls: bool = False) -> None:
+        super().__init__(base_dir, tls=tls)
         bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
         preferred = [d for d in bindirs if "/15/" in d] + bindirs
         if os.environ.get("CONNGUARD_PG_BINDIR"):
@@ -276,6 +314,7 @@ class PostgreSQLServer(_Server):
             "listen_addresses=127.0.0.1",
             "-c",
             f"unix_socket_directories={self.dir}",
+            *self._tls_args(),
             "-c",
             "fsync=off",
             "-c",
@@ -289,6 +328,17 @@ class PostgreSQLServer(_Server):
             "-c",
             f"timezone={self.server_timezone}",
         ]
+
+    def _tls_args(self) -> list[str]:
+        if not self.tls:
+            return []
+        if not hasattr(self, "certificate"):
+            self._make_certificate()
+        return ["-c", "ssl=on", "-c", f"ssl_cert_file={self.certificate}",
+                "-c", f"ssl_key_file={self.key}"]  # fmt: skip
+
+    def client_tls_options(self) -> dict[str, object]:
+        return {"sslmode": "verify-full", "sslrootcert": self.certificate}
 
     def _ready(self) -> bool:
         result = subprocess.run(
@@ -336,3 +386,45 @@ def _find_in(directories: list[str], name: str) -> str:
         if os.access(candidate, os.X_OK):
             return candidate
     return _find([name], [])
+
+
+class RedisServer(_Server):
+    """Redis without persistence, for the task-queue integration tests."""
+
+    run_as = "redis"
+    name = "redis"
+
+    def __init__(self, base_dir: str | None = None) -> None:
+        super().__init__(base_dir)
+        self.redis_server = _find(["redis-server"], ["/usr/bin", "/usr/sbin"])
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def _start_args(self) -> list[str]:
+        return [
+            self.redis_server,
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+        ]
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
