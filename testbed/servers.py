@@ -81,16 +81,15 @@ class _Server:
             for path in (self.key, self.certificate):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
 
-    def _cmd(self, args: list[str]) -> list[str]:
+    def _cmd(self, args: list[str], *, die_with_parent: bool = False) -> list[str]:
+        prefix: list[str] = []
+        if die_with_parent:
+            # If the test run is killed before its fixtures can stop the server,
+            # the kernel stops it: no server outlives the run that started it.
+            prefix.append(f"--pdeathsig={signal.Signals(self.stop_signal).name[3:]}")
         if self._user:
-            return [
-                "setpriv",
-                f"--reuid={self._user}",
-                f"--regid={self._user}",
-                "--init-groups",
-                *args,
-            ]
-        return args
+            prefix += [f"--reuid={self._user}", f"--regid={self._user}", "--init-groups"]
+        return ["setpriv", *prefix, *args] if prefix else args
 
     def _run(self, args: list[str]) -> str:
         result = subprocess.run(
@@ -111,7 +110,7 @@ class _Server:
     def start(self, timeout: float = 60.0) -> None:
         log = open(self.dir / "server.log", "ab")
         self.process = subprocess.Popen(
-            self._cmd(self._start_args()),
+            self._cmd(self._start_args(), die_with_parent=True),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.dir,

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
+import connguard
 from testbed.servers import MariaDBServer, PostgreSQLServer
 from tests import helpers
 
@@ -53,6 +54,16 @@ def django_db_setup(servers: dict[str, object], django_db_blocker: pytest.Fixtur
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         for alias in ("default", "postgresql"):
             call_command("migrate", run_syncdb=True, database=alias, verbosity=0)
+
+
+@pytest.fixture(params=helpers.VENDORS)
+def vendor(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stats() -> None:
+    connguard.reset_stats()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,170 @@
+"""``manage.py connguard status``: one report per alias, as a dict or as text.
+
+The report holds no password and no DSN: only the host, the port and the
+database name. The connection and the counters are those of this process; the
+server is read through a connection of the command's own, which leaves them as
+they were.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks as django_checks
+
+from connguard import _faults, _stats, checks
+
+REPORT_VERSION = 1
+# Always present in "stats", so that the JSON has a fixed shape.
+STATS_KEYS = (
+    _stats.CONNECTIONS_OPENED,
+    _stats.VALIDATIONS,
+    _stats.VALIDATIONS_FAILED,
+    _stats.REPLACED,
+    *(
+        _stats.REPLACED_PREFIX + reason
+        for reason in ("error", "max_age", "server_timeout", "socket_closed", "validation_failed")
+    ),
+    _stats.DISCONNECTS,
+    _stats.TRANSACTIONS_LOST,
+    _stats.RETRIES,
+    _stats.RETRIES_REFUSED,
+    _stats.INTERRUPTED,
+    _stats.FORKS,
+)
+_CONNECTION_KEYS = ("connected", "dead", "age", "idle", "server_idle_limit")
+
+
+def _level(message: django_checks.CheckMessage) -> str:
+    if message.level >= django_checks.ERROR:
+        return "error"
+    return "warning" if message.level >= django_checks.WARNING else "info"
+
+
+def _driver(wrapper: Any) -> str:
+    from connguard._drivers import driver_for
+
+    try:
+        return driver_for(wrapper.Database).name
+    except LookupError:
+        return str(wrapper.Database.__name__).split(".", 1)[0]
+
+
+def alias_report(alias: str) -> dict[str, Any]:
+    """Everything ``status`` says about one alias."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DatabaseError, connections
+
+    settings_dict = connections.settings[alias]
+    info = checks.describe(alias, settings_dict)
+    report: dict[str, Any] = {
+        "alias": alias,
+        "engine": settings_dict["ENGINE"],
+        "vendor": info.vendor if info else None,
+        "guarded": bool(info and info.active),
+        "driver": None,
+        "host": settings_dict.get("HOST") or None,
+        "port": str(settings_dict.get("PORT") or "") or None,
+        "database": settings_dict.get("NAME") or None,
+        "settings": {
+            "CONN_MAX_AGE": settings_dict.get("CONN_MAX_AGE"),
+            "CONN_HEALTH_CHECKS": settings_dict.get("CONN_HEALTH_CHECKS"),
+            "connguard": dict(vars(info.options)) if info and info.options else None,
+        },
+        "connection": dict.fromkeys(_CONNECTION_KEYS),
+        "stats": {key: 0 for key in STATS_KEYS} | _stats.stats(alias),
+        "server": None,
+        "verdict": "ok",
+        "recommendations": [],
+    }
+    messages = checks.settings_messages(info) if info else []
+    try:
+        wrapper = connections[alias]
+    except ImproperlyConfigured as exc:
+        if not messages:
+            messages = [django_checks.Error(str(exc))]
+        wrapper = None
+    if wrapper is not None:
+        report["driver"] = _driver(wrapper)
+        if hasattr(wrapper, "connguard_status"):
+            state = wrapper.connguard_status()
+            report["connection"] = {key: state[key] for key in _CONNECTION_KEYS}
+        else:
+            report["connection"]["connected"] = wrapper.connection is not None
+        if info is not None and info.vendor in checks.VENDORS:
+            # A connection of its own: the process's connection stays as it was.
+            probe = _faults.open_wrapper(settings_dict, f"{alias}:connguard-status", pool=False)
+            try:
+                server = checks.read_server(probe)
+            except DatabaseError as exc:
+                messages.append(checks.unreachable_message(alias, exc))
+                report["server"] = {"reachable": False, "version": None, "idle_limits": {}}
+                report["verdict"] = "error"
+            else:
+                report["server"] = {
+                    "reachable": True,
+                    "version": server.version,
+                    "idle_limits": server.limits,
+                }
+                messages += checks.server_messages(info, server)
+    levels = {_level(message) for message in messages}
+    if "error" in levels:
+        report["verdict"] = "error"
+    elif "warning" in levels and report["verdict"] == "ok":
+        report["verdict"] = "warning"
+    report["recommendations"] = [
+        {"id": m.id, "level": _level(m), "message": m.msg, "hint": m.hint} for m in messages
+    ]
+    return report
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def _limit(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}s"
+
+
+def render(report: dict[str, Any]) -> list[str]:
+    """The text form of one alias's report."""
+    guard = "guarded" if report["guarded"] else "not guarded"
+    lines = [
+        f"{report['alias']}: {report['vendor']}, ENGINE {report['engine']} ({guard}), "
+        f"driver {report['driver'] or '-'}"
+    ]
+    server = report["server"]
+    where = f"{report['host'] or 'local socket'}:{report['port'] or 'default port'}"
+    if server is None:
+        lines.append(f"  server       {where}, database {report['database']!r}")
+    else:
+        version = server["version"] if server["reachable"] else "unreachable"
+        lines.append(f"  server       {version} at {where}, database {report['database']!r}")
+        limits = ", ".join(f"{k} {_limit(v)}" for k, v in server["idle_limits"].items())
+        lines.append(f"  idle limits  {limits or '-'}")
+    settings = report["settings"]
+    lines.append(
+        f"  settings     CONN_MAX_AGE {settings['CONN_MAX_AGE']!r}, "
+        f"CONN_HEALTH_CHECKS {settings['CONN_HEALTH_CHECKS']!r}"
+    )
+    options = settings["connguard"]
+    if options is not None:
+        lines.append("  guard        " + ", ".join(f"{k} {v!r}" for k, v in options.items()))
+    connection = report["connection"]
+    if connection["connected"]:
+        dead = ", dead (replaced at its next use)" if connection["dead"] else ""
+        lines.append(
+            f"  connection   open in this process: age {_seconds(connection['age'])}, "
+            f"idle {_seconds(connection['idle'])}{dead}"
+        )
+    else:
+        lines.append("  connection   not open in this process")
+    counters = ", ".join(f"{k} {v}" for k, v in report["stats"].items() if v)
+    lines.append(f"  counters     {counters or 'none yet in this process'}")
+    recommendations = report["recommendations"]
+    lines.append(f"  verdict      {report['verdict']}")
+    for item in recommendations:
+        lines.append(f"    {item['id']} ({item['level']}): {item['message']}")
+        if item["hint"]:
+            lines.append(f"      {item['hint']}")
+    return lines

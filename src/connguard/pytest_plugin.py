@@ -1,0 +1,107 @@
+"""connguard's pytest plugin: test your own code against real disconnects.
+
+Loaded through the ``pytest11`` entry point. Like pytest-django, it imports
+nothing from Django when it loads: the fixtures import Django when they run.
+They need database access, so use them in tests marked
+``@pytest.mark.django_db(transaction=True)``: inside the transaction that a
+plain ``django_db`` test runs in, no connection can be replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+DEFAULT_ALIAS = "default"
+_FAULTS = {"kill": "a kill", "expire": "an idle timeout"}
+
+
+def _connection(alias: str) -> Any:
+    from django.db import connections
+
+    from connguard import _faults
+
+    wrapper = connections[alias]
+    if wrapper.in_atomic_block:
+        raise _faults.FaultError(
+            f"alias {alias!r} is inside a transaction (a plain django_db test runs in one), "
+            "where no connection can be replaced: mark the test "
+            "@pytest.mark.django_db(transaction=True)"
+        )
+    wrapper.ensure_connection()
+    return wrapper
+
+
+def _kill(alias: str = DEFAULT_ALIAS) -> int:
+    from connguard import _faults
+
+    return _faults.kill(_connection(alias))
+
+
+def _expire(alias: str = DEFAULT_ALIAS) -> None:
+    from connguard import _faults
+
+    _faults.expire(_connection(alias))
+
+
+@pytest.fixture
+def connguard_kill() -> Callable[..., int]:
+    """``connguard_kill(alias="default")``: end the alias's current connection from
+    the server side (a ``KILL`` / ``pg_terminate_backend()`` sent from a second
+    connection), wait until the close reaches the socket, and return the
+    server's id of the session it ended. Opens the connection first if needed."""
+    return _kill
+
+
+@pytest.fixture
+def connguard_expire() -> Callable[..., None]:
+    """``connguard_expire(alias="default")``: lower the idle limit of the alias's
+    current session (``wait_timeout`` 1 s, ``idle_session_timeout`` 250 ms) and
+    wait, polling its socket, until the server ends it for idleness."""
+    return _expire
+
+
+@contextlib.contextmanager
+def _survives(alias: str = DEFAULT_ALIAS, *, via: str = "kill") -> Iterator[None]:
+    from django.db import InterfaceError, OperationalError
+    from django.db.backends.signals import connection_created
+
+    from connguard import _faults
+
+    if via not in _FAULTS:
+        raise ValueError(f"via must be one of {', '.join(map(repr, _FAULTS))}, not {via!r}")
+    (_kill if via == "kill" else _expire)(alias)
+    opened: list[Any] = []
+
+    def on_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+        if connection.alias == alias:
+            opened.append(connection)
+
+    connection_created.connect(on_created)
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise AssertionError(
+            f"the block did not survive {_FAULTS[via]} of the connection of {alias!r}: "
+            f"{_faults.first_line(exc)}"
+        ) from exc
+    finally:
+        connection_created.disconnect(on_created)
+    if not opened:
+        raise AssertionError(
+            f"the block never opened a new connection on {alias!r} after {_FAULTS[via]}, "
+            "so it proves nothing: use the alias inside the block"
+        )
+
+
+@pytest.fixture
+def connguard_survives() -> Callable[..., contextlib.AbstractContextManager[None]]:
+    """``with connguard_survives(alias="default", via="kill"):`` ends the alias's
+    connection (``via="kill"`` or ``"expire"``), then runs the block, and fails
+    the test unless the block finished without a connection error
+    (``OperationalError``, ``InterfaceError``) and opened a new connection on the
+    alias (so the block really used it after the fault)."""
+    return _survives

@@ -1,0 +1,257 @@
+"""Real worker processes for the queue tests, and the scenarios they go through.
+
+A test starts a worker with ``start_worker`` (the ``worker`` fixture stops it),
+enqueues jobs with the queue's own client, and reads what each job reported
+(tests/workerproject/work.py) from Redis. Disruptions happen between jobs, on
+the real servers: the worker's sessions expire, are killed, or the servers
+restart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from testbed.servers import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = "connguard:results"  # tests/workerproject/work.py pushes here
+GUARDED = "guarded"
+STOCK = "stock"
+ENGINES = {
+    GUARDED: {
+        "mysql": "connguard.db.backends.mysql",
+        "postgresql": "connguard.db.backends.postgresql",
+    },
+    STOCK: {"mysql": "django.db.backends.mysql", "postgresql": "django.db.backends.postgresql"},
+}
+ALIASES = {"default": "mysql", "postgresql": "postgresql"}
+# Generous: a worker starting under coverage on a busy 2-core machine.
+DEADLINE = 90.0
+
+Enqueue = Callable[[str, str], None]
+
+
+def worker_env(
+    servers: dict[str, Any],
+    redis_server: RedisServer,
+    *,
+    engine: str,
+    setup: str,
+    coverage_rc: str | None,
+    **extra: str,
+) -> dict[str, str]:
+    databases = {
+        alias: servers[vendor].settings(ENGINES[engine][vendor], CONN_MAX_AGE=None)
+        for alias, vendor in ALIASES.items()
+    }
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.workerproject.settings",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "CONNGUARD_WORKER_DATABASES": json.dumps(databases),
+        "CONNGUARD_WORKER_REDIS": f"{redis_server.host}:{redis_server.port}",
+        "CONNGUARD_WORKER_SETUP": setup,
+        **extra,
+    }
+    if coverage_rc:
+        env["COVERAGE_PROCESS_START"] = coverage_rc
+    return env
+
+
+class Worker:
+    """One worker process, in its own process group so that stopping it stops
+    its children (pool processes, work horses) too."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.argv = argv
+        self.log = log
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.alive():
+            # A warm shutdown, which the worker passes on to its children: it
+            # lets every process save its coverage data.
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+def python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+class Session:
+    """Drives one worker through jobs and disruptions, and keeps the reports."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        enqueue: Enqueue,
+        servers: dict[str, Any],
+        redis_server: RedisServer,
+    ) -> None:
+        self.worker = worker
+        self.enqueue = enqueue
+        self.servers = servers
+        self.redis = redis.Redis(host=redis_server.host, port=redis_server.port)
+        self.reports: list[dict[str, Any]] = []
+        self.parent_reports: list[dict[str, Any]] = []
+
+    def job(self, action: str = "") -> dict[str, Any]:
+        key = uuid.uuid4().hex
+        self.enqueue(key, action)
+        report = self._next_report()
+        assert report["key"] == key, report
+        self.reports.append(report)
+        return report
+
+    def _next_report(self) -> dict[str, Any]:
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            item = self.redis.blpop([RESULTS], timeout=1)
+            if item is not None:
+                report: dict[str, Any] = json.loads(item[1])
+                if "parent" in report:
+                    self.parent_reports.append(report)
+                    continue
+                return report
+            if not self.worker.alive():
+                raise AssertionError(f"the worker exited:\n{self.worker.log_tail()}")
+        raise AssertionError(f"no job report within {DEADLINE}s:\n{self.worker.log_tail()}")
+
+    # ##### Disruptions between jobs #####
+
+    def alive_on_server(self, ids: dict[str, int]) -> dict[str, bool]:
+        query = {
+            "mysql": "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {}",
+            "postgresql": "SELECT count(*) FROM pg_stat_activity WHERE pid = {}",
+        }
+        return {
+            alias: self.servers[ALIASES[alias]].sql(query[ALIASES[alias]].format(ident)).strip()
+            != "0"
+            for alias, ident in ids.items()
+        }
+
+    def wait_gone(self, ids: dict[str, int], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(self.alive_on_server(ids).values()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server did not close the sessions {ids}")
+            time.sleep(0.05)
+
+    def expire(self) -> dict[str, Any]:
+        """A job lowers its sessions' idle limits; wait until the servers close them."""
+        report = self.job("expire")
+        assert report["ok"], report
+        self.wait_gone(report["ids"])
+        return report
+
+    def kill(self, ids: dict[str, int]) -> None:
+        if "default" in ids:
+            self.servers["mysql"].sql(f"KILL CONNECTION {ids['default']}")
+        if "postgresql" in ids:
+            self.servers["postgresql"].sql(
+                f"SELECT pg_terminate_backend({ids['postgresql']}, 5000)"
+            )
+        self.wait_gone(ids)
+
+    def kill_if_alive(self, ids: dict[str, int]) -> None:
+        alive = self.alive_on_server(ids)
+        self.kill({alias: ident for alias, ident in ids.items() if alive[alias]})
+
+    def restart(self) -> None:
+        for server in self.servers.values():
+            server.restart()
+
+    def disrupt(self, how: str, last: dict[str, Any]) -> None:
+        if how == "idle":
+            self.expire()
+        elif how == "kill":
+            self.kill(last["ids"])
+        else:
+            self.restart()
+
+
+def new_connections(reports: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Connections each job opened, per alias, from consecutive reports of one process."""
+    assert len({r["pid"] for r in reports}) == 1, reports
+    return {
+        alias: [
+            after["opened"][alias] - before["opened"][alias]
+            for before, after in itertools.pairwise(reports)
+        ]
+        for alias in ALIASES
+    }
+
+
+def survives_everything(session: Session, *, same_process: bool = True) -> None:
+    """The connguard scenario: one worker, every disruption, every job succeeds."""
+    for _ in range(3):
+        session.job()
+    expired = session.expire()
+    after_idle = session.job()
+    if same_process:
+        session.kill(after_idle["ids"])
+    else:
+        # A worker whose connections end with each job's process: nothing may
+        # be left to kill, but whatever is left goes.
+        session.kill_if_alive(after_idle["ids"])
+    after_kill = session.job()
+    session.restart()
+    for _ in range(2):
+        session.job()
+    failed = [r for r in session.reports if not r["ok"]]
+    assert not failed, failed
+    for before, after in ((expired, after_idle), (after_idle, after_kill)):
+        assert set(before["ids"].values()).isdisjoint(after["ids"].values())
+    if same_process:
+        # Healthy connections are reused; each disruption costs one new one.
+        # Jobs: plain, plain, expire, after idle, after kill, after restart, plain.
+        expected = [0, 0, 0, 1, 1, 1, 0]
+        assert new_connections(session.reports) == {"default": expected, "postgresql": expected}
+    assert session.worker.alive(), session.worker.log_tail()
+
+
+def stays_broken(session: Session, how: str) -> None:
+    """The stock scenario: after the disruption, the next jobs fail, and the next."""
+    first = session.job()
+    assert first["ok"], first
+    session.disrupt(how, first)
+    after = [session.job(), session.job()]
+    assert [r["ok"] for r in after] == [False, False], after
+    assert session.worker.alive(), session.worker.log_tail()
