@@ -16,7 +16,7 @@ would otherwise abort them, and the server logs every one).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import rq
 from django.db import connections
@@ -37,10 +37,11 @@ class Worker(rq.Worker):
         connections.close_all()
         super().fork_work_horse(job, queue)
 
-    def perform_job(self, job: Job, queue: Queue) -> bool:
+    # rq 3 passes an Execution after the queue, rq 2 does not: pass through whatever comes.
+    def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
         try:
             with JobScope():
-                return super().perform_job(job, queue)
+                return super().perform_job(job, queue, *args, **kwargs)
         finally:
             if self.is_horse:
                 connections.close_all()
@@ -49,6 +50,6 @@ class Worker(rq.Worker):
 class SimpleWorker(rq.SimpleWorker):
     """RQ's non-forking worker: job hygiene around each job, connections reused."""
 
-    def perform_job(self, job: Job, queue: Queue) -> bool:
+    def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
         with JobScope():
-            return super().perform_job(job, queue)
+            return super().perform_job(job, queue, *args, **kwargs)
