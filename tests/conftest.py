@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.db import connections
 
 import connguard
+from testbed.proxy import Proxy
 from testbed.servers import MariaDBServer, PostgreSQLServer
 from tests import helpers
 
@@ -59,6 +60,15 @@ def django_db_setup(servers: dict[str, object], django_db_blocker: pytest.Fixtur
 @pytest.fixture(params=helpers.VENDORS)
 def vendor(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def proxy(vendor: str, servers: dict[str, Any]) -> Iterator[Proxy]:
+    """A byte-counting, connection-cutting proxy in front of the vendor's server."""
+    server = servers[vendor]
+    p = Proxy(server.host, server.port)
+    yield p
+    p.close()
 
 
 @pytest.fixture(autouse=True)

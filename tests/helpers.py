@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import threading
 import time
 from typing import Any
 
@@ -85,6 +86,22 @@ def kill(servers: dict[str, Any], vendor: str, wrapper: Any) -> None:
     else:
         servers[vendor].sql(f"SELECT pg_terminate_backend({ident}, 5000)")
     wait_closed_by_server(fd)
+
+
+def kill_while_running(servers: dict[str, Any], vendor: str, wrapper: Any) -> threading.Thread:
+    """End the wrapper's session from the server 0.3 s from now, while a statement runs."""
+    ident = server_id(wrapper)
+
+    def killer() -> None:
+        time.sleep(0.3)  # let the statement reach the server
+        if vendor == "mysql":
+            servers[vendor].sql(f"KILL CONNECTION {ident}")
+        else:
+            servers[vendor].sql(f"SELECT pg_terminate_backend({ident}, 5000)")
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    return thread
 
 
 def expire(vendor: str, wrapper: Any) -> None:

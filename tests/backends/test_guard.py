@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,14 +16,6 @@ from tests.helpers import ALIAS, fileno, kill, make_wrapper, select_one, server_
 from tests.testapp.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
-
-
-@pytest.fixture
-def proxy(vendor: str, servers: Any) -> Iterator[Proxy]:
-    server = servers[vendor]
-    p = Proxy(server.host, server.port)
-    yield p
-    p.close()
 
 
 def run_jobs(wrapper: Any, job_id: int, count: int) -> None:

@@ -16,18 +16,10 @@ from django.db import Error, transaction
 import connguard
 from connguard.exceptions import CommitOutcomeUnknown, OutcomeUnknown, TransactionLost
 from testbed.proxy import Proxy
-from tests.helpers import ALIAS, make_wrapper, select_one, server_id
+from tests.helpers import ALIAS, kill_while_running, make_wrapper, select_one, server_id
 from tests.testapp.models import Entry, Job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
-
-
-@pytest.fixture
-def proxy(vendor: str, servers: Any) -> Iterator[Proxy]:
-    server = servers[vendor]
-    p = Proxy(server.host, server.port)
-    yield p
-    p.close()
 
 
 def via(proxy: Proxy, vendor: str, *, guarded: bool = True, alias: str = "safe") -> Any:
@@ -125,26 +117,13 @@ def test_stock_select_lost_in_flight_fails(vendor: str, proxy: Proxy) -> None:
 def test_orm_read_after_kill_through_settings(vendor: str, servers: Any) -> None:
     """A SELECT whose connection dies between the guard's check and the
     statement: here the server kills the session while the query runs."""
-    import threading
-    import time
-
     from django.db import connections
 
     alias = ALIAS[vendor]
     connection = connections[alias]
     connection.ensure_connection()
-    ident = server_id(connection)
     sleep = "SELECT SLEEP(1)" if vendor == "mysql" else "SELECT pg_sleep(1)"
-
-    def killer() -> None:
-        time.sleep(0.3)
-        if vendor == "mysql":
-            servers[vendor].sql(f"KILL CONNECTION {ident}")
-        else:
-            servers[vendor].sql(f"SELECT pg_terminate_backend({ident}, 5000)")
-
-    thread = threading.Thread(target=killer)
-    thread.start()
+    thread = kill_while_running(servers, vendor, connection)
     with connection.cursor() as cursor:
         cursor.execute(sleep)  # killed after 0.3 s, retried: a second full second
         cursor.fetchall()

@@ -22,6 +22,7 @@ from tests.helpers import (
     STOCK_ALIAS,
     expire,
     kill,
+    kill_while_running,
     make_wrapper,
     select_one,
     server_id,
@@ -119,21 +120,6 @@ def test_restart_between_jobs(vendor: str, servers: Any) -> None:
 # ##### A disconnect under a statement #####
 
 
-def _kill_while_running(servers: Any, vendor: str, wrapper: Any) -> threading.Thread:
-    ident = server_id(wrapper)
-
-    def killer() -> None:
-        time.sleep(0.3)  # let the statement reach the server
-        if vendor == "mysql":
-            servers[vendor].sql(f"KILL CONNECTION {ident}")
-        else:
-            servers[vendor].sql(f"SELECT pg_terminate_backend({ident}, 5000)")
-
-    thread = threading.Thread(target=killer)
-    thread.start()
-    return thread
-
-
 # Not read-only (DO), so a lost one is never retried: the error must surface.
 SLEEP = {"mysql": "DO SLEEP(5)", "postgresql": "DO $$ BEGIN PERFORM pg_sleep(5); END $$"}
 
@@ -141,7 +127,7 @@ SLEEP = {"mysql": "DO SLEEP(5)", "postgresql": "DO $$ BEGIN PERFORM pg_sleep(5);
 def test_stock_kill_during_statement_stays_broken(vendor: str, servers: Any) -> None:
     stock = make_wrapper(vendor, guarded=False)
     select_one(stock)
-    thread = _kill_while_running(servers, vendor, stock)
+    thread = kill_while_running(servers, vendor, stock)
     with pytest.raises(Error), stock.cursor() as cursor:
         cursor.execute(SLEEP[vendor])
     thread.join()
@@ -153,7 +139,7 @@ def test_guarded_kill_during_statement_raises_clearly_then_recovers(
 ) -> None:
     guarded = make_wrapper(vendor, alias="inflight")
     select_one(guarded)
-    thread = _kill_while_running(servers, vendor, guarded)
+    thread = kill_while_running(servers, vendor, guarded)
     with pytest.raises(ConnectionLost) as info, guarded.cursor() as cursor:
         cursor.execute(SLEEP[vendor])
     thread.join()
