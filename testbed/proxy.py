@@ -29,6 +29,8 @@ class Proxy:
         self.connections = 0
         self._closed = False
         self._cut_next_reply = threading.Event()
+        self._replies_to_pass = 0
+        self._refuse_after_cut = False
         threading.Thread(target=self._accept_loop, daemon=True, name="proxy-accept").start()
 
     def _accept_loop(self) -> None:
@@ -56,10 +58,16 @@ class Proxy:
                 if not data:
                     break
                 if not up and self._cut_next_reply.is_set():
-                    # The request reached the server and ran; its reply is lost.
-                    self._cut_next_reply.clear()
-                    self.reset_all()
-                    break
+                    with self._lock:
+                        self._replies_to_pass -= 1
+                        cut = self._replies_to_pass < 0
+                    if cut:
+                        # The request reached the server and ran; its reply is lost.
+                        self._cut_next_reply.clear()
+                        if self._refuse_after_cut:
+                            self._stop_listening()
+                        self.reset_all()
+                        break
                 with self._lock:
                     if up:
                         self.bytes_up += len(data)
@@ -76,12 +84,17 @@ class Proxy:
         with self._lock:
             self.bytes_up = self.bytes_down = 0
 
-    def cut_next_reply(self) -> None:
-        """Drop the next reply from the server and reset the connection.
+    def cut_next_reply(self, *, after: int = 0, then_refuse: bool = False) -> None:
+        """Drop a reply from the server and reset the connection.
 
         The statement that reply answers has reached the server and run, but the
-        client never learns how it ended: the "outcome unknown" case.
+        client never learns how it ended: the "outcome unknown" case. ``after``
+        lets that many replies through first; ``then_refuse`` also stops
+        accepting connections, as a server or middlebox that is down does.
         """
+        with self._lock:
+            self._replies_to_pass = after
+        self._refuse_after_cut = then_refuse
         self._cut_next_reply.set()
 
     def reset_all(self) -> None:
@@ -100,8 +113,14 @@ class Proxy:
                 with contextlib.suppress(OSError):
                     sock.close()
 
-    def close(self) -> None:
+    def _stop_listening(self) -> None:
         self._closed = True
         with contextlib.suppress(OSError):
+            # Wakes the accept() thread; close() alone would leave it accepting.
+            self._listener.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
             self._listener.close()
+
+    def close(self) -> None:
+        self._stop_listening()
         self.reset_all()

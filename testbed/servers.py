@@ -86,6 +86,8 @@ class _Server:
         if die_with_parent:
             # If the test run is killed before its fixtures can stop the server,
             # the kernel stops it: no server outlives the run that started it.
+            # The signal follows the *thread* that started the server, so start
+            # and restart servers from the main thread.
             prefix.append(f"--pdeathsig={signal.Signals(self.stop_signal).name[3:]}")
         if self._user:
             prefix += [f"--reuid={self._user}", f"--regid={self._user}", "--init-groups"]

@@ -16,7 +16,14 @@ from django.db import Error, transaction
 import connguard
 from connguard.exceptions import CommitOutcomeUnknown, OutcomeUnknown, TransactionLost
 from testbed.proxy import Proxy
-from tests.helpers import ALIAS, kill_while_running, make_wrapper, select_one, server_id
+from tests.helpers import (
+    ALIAS,
+    STOCK_ALIAS,
+    kill_while_running,
+    make_wrapper,
+    select_one,
+    server_id,
+)
 from tests.testapp.models import Entry, Job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -32,7 +39,8 @@ def insert(wrapper: Any, note: str) -> None:
 
 
 def entries(vendor: str, note: str) -> int:
-    return Entry.objects.using(ALIAS[vendor]).filter(note=note).count()
+    """Rows with this note, counted over a direct connection (not the proxy's)."""
+    return Entry.objects.using(STOCK_ALIAS[vendor]).filter(note=note).count()
 
 
 # ##### Autocommit writes whose reply is lost #####
@@ -226,3 +234,54 @@ def test_stock_rollback_on_a_lost_connection_raises(vendor: str, proxy: Proxy) -
     proxy.cut_next_reply()
     with pytest.raises(Error):
         wrapper.rollback()
+
+
+# ##### The end and the start of a transaction (found by the soak) #####
+
+
+def test_lost_reply_to_autocommit_on_after_commit(vendor: str, proxy: Proxy, aliased: Any) -> None:
+    """MySQL drivers send SET autocommit=1 after COMMIT. Losing its reply loses
+    nothing: the block succeeded, its on_commit hooks run, the alias works."""
+    if vendor != "mysql":
+        pytest.skip("psycopg turns autocommit on without a round trip")
+    alias, wrapper = ALIAS[vendor], aliased
+    ran: list[str] = []
+    with transaction.atomic(using=alias):
+        insert(wrapper, "kept")
+        transaction.on_commit(lambda: ran.append("hook"), using=alias)
+        proxy.cut_next_reply(after=1)  # COMMIT's reply passes, SET autocommit=1's is lost
+    assert entries(vendor, "kept") == 1
+    assert ran == ["hook"]
+    assert wrapper.get_autocommit() is True
+    insert(wrapper, "after")
+    assert entries(vendor, "after") == 1
+
+
+def test_commit_reply_lost_while_the_server_is_unreachable(
+    vendor: str, proxy: Proxy, aliased: Any
+) -> None:
+    """The error is CommitOutcomeUnknown, not the failed reconnect after it."""
+    alias, wrapper = ALIAS[vendor], aliased
+    with pytest.raises(CommitOutcomeUnknown), transaction.atomic(using=alias):
+        insert(wrapper, "unreachable")
+        proxy.cut_next_reply(then_refuse=True)
+    assert entries(vendor, "unreachable") == 1  # committed, and reported as maybe
+    assert wrapper.connection is None  # no reconnect was attempted at the block's end
+    with pytest.raises(Error):  # the server is still unreachable
+        select_one(wrapper)
+
+
+def test_lost_reply_to_autocommit_off_at_atomic_entry(
+    vendor: str, proxy: Proxy, aliased: Any
+) -> None:
+    """Nothing has happened in the transaction yet: it starts on a fresh connection."""
+    if vendor != "mysql":
+        pytest.skip("psycopg turns autocommit off without a round trip")
+    alias, wrapper = ALIAS[vendor], aliased
+    select_one(wrapper)
+    before = server_id(wrapper)
+    proxy.cut_next_reply()  # SET autocommit=0
+    with transaction.atomic(using=alias):
+        insert(wrapper, "started")
+    assert entries(vendor, "started") == 1
+    assert server_id(wrapper) != before

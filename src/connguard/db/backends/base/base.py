@@ -231,6 +231,51 @@ class GuardedWrapperMixin(_Base):
         self._connguard_discard()
         return None
 
+    def set_autocommit(
+        self, autocommit: bool, force_begin_transaction_with_broken_autocommit: bool = False
+    ) -> None:
+        if (
+            autocommit
+            and self.connection is None
+            and not self.in_atomic_block
+            and self.settings_dict["AUTOCOMMIT"]
+            and self.connguard_options.enabled
+        ):
+            # The connection was discarded (a disconnect, a ROLLBACK on a dead
+            # connection, a lost COMMIT reply) and the next connect() starts in
+            # autocommit anyway. Connecting now, as Django would at the end of
+            # atomic(), could only replace the error being handled (say
+            # CommitOutcomeUnknown) with a connect error.
+            self.autocommit = True
+            if self.run_commit_hooks_on_set_autocommit_on:
+                self.run_and_clear_commit_hooks()
+                self.run_commit_hooks_on_set_autocommit_on = False
+            return
+        super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)
+
+    def _set_autocommit(self, autocommit: bool) -> None:
+        try:
+            super()._set_autocommit(autocommit)  # type: ignore[misc]
+        except ConnectionLost:
+            if self.in_atomic_block or not self.connguard_options.enabled:
+                raise
+            stats.record(self.alias, stats.REPLACED, stats.REPLACED_PREFIX + "error")
+            self._connguard_send(signals.connection_replaced, "error")
+            if autocommit:
+                # Turning autocommit back on after COMMIT or ROLLBACK: the
+                # transaction has ended (or died with the session), so losing
+                # the session now loses nothing. Keep the on_commit hooks of a
+                # transaction that did commit: close() would drop them.
+                hooks = self.run_on_commit
+                self._connguard_discard()
+                self.run_on_commit = hooks
+                return
+            # Starting a transaction: nothing has happened in it yet, so a fresh
+            # connection can start it instead.
+            self._connguard_discard()
+            self.ensure_connection()
+            super()._set_autocommit(autocommit)  # type: ignore[misc]
+
     def _connguard_discard(self) -> None:
         self._connguard_dead = True
         try:

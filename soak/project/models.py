@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class Row(models.Model):
+    """One row per applied write. ``jkey`` is deliberately not unique: a
+    unique constraint would turn a duplicate into an error and hide it."""
+
+    jkey = models.CharField(max_length=64)
+    worker = models.CharField(max_length=64)
+
+    class Meta:
+        app_label = "project"
+        db_table = "soak_row"
+        managed = False  # created by soak/topology.py, before any worker starts
+
+    def __str__(self) -> str:
+        return self.jkey

@@ -1,0 +1,150 @@
+"""Recovery and detection times, and the table the soak prints at the end."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from soak.faults import Fault
+from soak.ledger import Ledger, Reconciliation
+
+# A job on a blackholed route must end (with an error) within this long: the
+# drivers' timeouts are 3 s (topology.BLACKHOLE_OPTIONS), and one job makes at
+# most a handful of blocking calls before its connection is marked dead.
+DETECTION_BOUND = 20.0
+
+
+def percentiles(values: list[float]) -> dict[str, float | int]:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+    return {"n": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99),
+            "max": round(ordered[-1], 2)}  # fmt: skip
+
+
+def recoveries(faults: list[Fault], ledger: Ledger) -> list[dict[str, float]]:
+    """Per fault: from injection to each affected worker's first success afterwards.
+
+    A worker is affected when it ran a job on one of the fault's routes after
+    the injection; its recovery ends with its first "done" job on those routes
+    that started after the injection.
+    """
+    by_worker: dict[str, list[dict[str, Any]]] = {}
+    for report in sorted(ledger.reports.values(), key=lambda r: r["started"]):
+        by_worker.setdefault(report["worker"], []).append(report)
+    result = []
+    for fault in faults:
+        times: dict[str, float] = {}
+        for worker, reports in by_worker.items():
+            for report in reports:
+                if report["route"] in fault.routes and report["started"] >= fault.injected:
+                    if report["status"] == "done":
+                        times[worker] = round(report["finished"] - fault.injected, 3)
+                        break
+        result.append(times)
+    return result
+
+
+def blackhole_detection(faults: list[Fault], ledger: Ledger) -> list[float]:
+    """How long each job that met the blackhole took to fail: start to exception."""
+    windows = [(f.injected, f.ended) for f in faults if f.kind == "blackhole" and not f.error]
+    return [
+        r["finished"] - r["started"]
+        for r in ledger.reports.values()
+        if r["route"].endswith("blackhole")
+        and r["status"] == "failed"
+        and any(start - 1 <= r["started"] <= end for start, end in windows)
+    ]
+
+
+def build(
+    faults: list[Fault],
+    ledger: Ledger,
+    result: Reconciliation,
+    stuck: list[str],
+    broken: list[str],
+    seconds: float,
+) -> dict[str, Any]:
+    detection = blackhole_detection(faults, ledger)
+    per_fault = recoveries(faults, ledger)
+    by_kind: dict[str, list[float]] = {}
+    for fault, times in zip(faults, per_fault, strict=True):
+        if not fault.error:
+            by_kind.setdefault(fault.kind, []).extend(times.values())
+    slow = [d for d in detection if d > DETECTION_BOUND]
+    per_worker: dict[str, Counter[str]] = {}
+    for report in ledger.reports.values():
+        per_worker.setdefault(report["worker"], Counter())[report["status"]] += 1
+    return {
+        "passed": result.ok and not stuck and not broken and not slow,
+        "seconds": round(seconds, 1),
+        "faults": dict(Counter(f.kind for f in faults if not f.error)),
+        "faults_not_applied": [f"{f.kind} {f.target}: {f.error}" for f in faults if f.error],
+        "fault_log": [{**vars(f), "recovery": t} for f, t in zip(faults, per_fault, strict=True)],
+        "jobs_sent": len(ledger.sent),
+        "jobs_done": result.done,
+        "jobs_failed": dict(result.failed),
+        "failure_examples": result.examples,
+        "duplicates": len(result.duplicates),
+        "lost": len(result.lost),
+        "wrong_row_counts": result.wrong[:20],
+        "stuck_workers": stuck,
+        "workers_not_recovered": broken,
+        "per_worker": {w: dict(c) for w, c in sorted(per_worker.items())},
+        "recovery_seconds": {k: percentiles(v) for k, v in sorted(by_kind.items())},
+        "blackhole_detection_seconds": percentiles(detection),
+        "blackhole_detection_bound": DETECTION_BOUND,
+        "blackhole_slow_detections": len(slow),
+        # Every failed job's report, to look into (done ones would be too many).
+        "failed_jobs": [r for r in ledger.reports.values() if r["status"] != "done"],
+    }
+
+
+def render(summary: dict[str, Any]) -> str:
+    lines = [f"connguard soak: {summary['seconds']} s"]
+    add = lines.append
+    add("")
+    add("faults injected")
+    for kind, count in sorted(summary["faults"].items()):
+        add(f"  {kind:<30}{count:>8}")
+    for text in summary["faults_not_applied"]:
+        add(f"  not applied: {text}")
+    add("")
+    add("jobs")
+    add(f"  {'sent':<30}{summary['jobs_sent']:>8}")
+    add(f"  {'done':<30}{summary['jobs_done']:>8}")
+    for reason, count in sorted(summary["jobs_failed"].items(), key=lambda kv: -kv[1]):
+        example = summary["failure_examples"][reason][:90]
+        add(f"  {'failed: ' + reason:<30}{count:>8}   e.g. {example}")
+    add(f"  {'lost':<30}{summary['lost']:>8}")
+    add(f"  {'duplicates':<30}{summary['duplicates']:>8}   (must be 0)")
+    add(f"  {'wrong row counts':<30}{len(summary['wrong_row_counts']):>8}")
+    add("")
+    add("per worker (done / failed)")
+    for worker, counts in summary["per_worker"].items():
+        add(f"  {worker:<30}{counts.get('done', 0):>8} / {counts.get('failed', 0)}")
+    add("")
+    add("recovery time, s (injection -> first success per affected worker)")
+    add(f"  {'fault':<12}{'n':>6}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}")
+    for kind, p in summary["recovery_seconds"].items():
+        add(f"  {kind:<12}{p['n']:>6}{p['p50']:>8}{p['p90']:>8}{p['p99']:>8}{p['max']:>8}")
+    d = summary["blackhole_detection_seconds"]
+    if d["n"]:
+        add("")
+        bound, slow = summary["blackhole_detection_bound"], summary["blackhole_slow_detections"]
+        add(f"blackhole detection, s (job start -> exception; bound {bound})")
+        add(f"  n {d['n']}  p50 {d['p50']}  p90 {d['p90']}  max {d['max']}  over bound {slow}")
+    add("")
+    add(f"stuck workers: {', '.join(summary['stuck_workers']) or 'none'}")
+    add(
+        f"workers not recovered at the end: {', '.join(summary['workers_not_recovered']) or 'none'}"
+    )
+    for text in summary["wrong_row_counts"]:
+        add(f"  wrong: {text}")
+    add("")
+    add("RESULT: " + ("PASS" if summary["passed"] else "FAIL"))
+    return "\n".join(lines)
