@@ -7,7 +7,7 @@ import pytest
 
 import connguard
 from connguard._sql import is_read_only
-from connguard.db.backends.base.rules import EXECUTEMANY_REFUSAL, retry_refusal
+from connguard.db.backends.base.rules import EXECUTEMANY_REFUSAL, retry_verdict
 from connguard.disconnects import never_executed
 from connguard.exceptions import OutcomeUnknown
 
@@ -118,22 +118,26 @@ UNSENT = pymysql.err.OperationalError(2006, "MySQL server has gone away")
 
 
 def test_rules() -> None:
-    assert retry_refusal(LOST, "SELECT 1", many=False) is None
-    assert retry_refusal(LOST, "UPDATE t SET x = 1", many=False) == OutcomeUnknown.default_reason
-    assert retry_refusal(UNSENT, "UPDATE t SET x = 1", many=False) is None
-    assert retry_refusal(UNSENT, "INSERT INTO t VALUES (%s)", many=True) == EXECUTEMANY_REFUSAL
-    assert retry_refusal(LOST, object(), many=False) == OutcomeUnknown.default_reason
+    unknown = (False, OutcomeUnknown.default_reason)
+    assert retry_verdict(LOST, "SELECT 1", many=False) == (True, "read_only")
+    assert retry_verdict(LOST, "UPDATE t SET x = 1", many=False) == unknown
+    assert retry_verdict(UNSENT, "UPDATE t SET x = 1", many=False) == (True, "never_executed")
+    assert retry_verdict(UNSENT, "INSERT INTO t VALUES (%s)", many=True) == (
+        False,
+        EXECUTEMANY_REFUSAL,
+    )
+    assert retry_verdict(LOST, object(), many=False) == unknown
     with connguard.idempotent():
-        assert retry_refusal(LOST, "UPDATE t SET x = 1", many=False) is None
-        assert retry_refusal(LOST, "INSERT INTO t VALUES (%s)", many=True) is None
-    assert retry_refusal(LOST, "UPDATE t SET x = 1", many=False) is not None
+        assert retry_verdict(LOST, "UPDATE t SET x = 1", many=False) == (True, "idempotent")
+        assert retry_verdict(LOST, "INSERT INTO t VALUES (%s)", many=True) == (True, "idempotent")
+    assert retry_verdict(LOST, "UPDATE t SET x = 1", many=False) == unknown
 
 
 def test_idempotent_is_a_decorator_too() -> None:
     @connguard.idempotent()
     def work() -> object:
-        return retry_refusal(LOST, "UPDATE t SET x = 1", many=False)
+        return retry_verdict(LOST, "UPDATE t SET x = 1", many=False)
 
-    assert work() is None
-    assert work() is None  # reusable
-    assert retry_refusal(LOST, "UPDATE t SET x = 1", many=False) is not None
+    assert work() == (True, "idempotent")
+    assert work() == (True, "idempotent")  # reusable
+    assert retry_verdict(LOST, "UPDATE t SET x = 1", many=False)[0] is False

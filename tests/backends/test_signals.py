@@ -91,7 +91,8 @@ def test_retries(vendor: str, servers: Any, sent: Any) -> None:
     got = names(sent)
     assert got[0] == ("connection_invalidated", "disconnect")
     assert got[1] == ("statement_retried", "read_only")
-    assert got[2] == ("connection_invalidated", "disconnect")
-    assert got[3][0] == "retry_refused"
-    assert got[3][1].startswith("outcome unknown")
+    assert got[2] == ("connection_replaced", "error")
+    assert got[3] == ("connection_invalidated", "disconnect")
+    assert got[4][0] == "retry_refused"
+    assert got[4][1].startswith("outcome unknown")
     assert sent[1][1]["error"] is not None

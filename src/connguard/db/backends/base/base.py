@@ -259,20 +259,18 @@ class GuardedWrapperMixin(_Base):
         except ConnectionLost:
             if self.in_atomic_block or not self.connguard_options.enabled:
                 raise
-            stats.record(self.alias, stats.REPLACED, stats.REPLACED_PREFIX + "error")
-            self._connguard_send(signals.connection_replaced, "error")
             if autocommit:
                 # Turning autocommit back on after COMMIT or ROLLBACK: the
                 # transaction has ended (or died with the session), so losing
                 # the session now loses nothing. Keep the on_commit hooks of a
                 # transaction that did commit: close() would drop them.
                 hooks = self.run_on_commit
-                self._connguard_discard()
+                self._connguard_replace("error")
                 self.run_on_commit = hooks
                 return
             # Starting a transaction: nothing has happened in it yet, so a fresh
             # connection can start it instead.
-            self._connguard_discard()
+            self._connguard_replace("error")
             self.ensure_connection()
             super()._set_autocommit(autocommit)  # type: ignore[misc]
 
@@ -371,7 +369,7 @@ class GuardedWrapperMixin(_Base):
             else:
                 return
         if reason is not None:
-            self._connguard_replace(reason, idle, now)
+            self._connguard_replace(reason)
 
     def _connguard_send(self, signal: Any, reason: str, **extra: Any) -> None:
         now = time.monotonic()
@@ -410,13 +408,14 @@ class GuardedWrapperMixin(_Base):
         self._connguard_send(signals.connection_validated, why, ok=True)
         return None
 
-    def _connguard_replace(self, reason: str, idle: float, now: float) -> None:
+    def _connguard_replace(self, reason: str) -> None:
+        """Close the connection so that its next use opens a new one, and say so."""
         logger.info(
             "connguard replaced connection %r (%s) after %.1fs idle, %.1fs old",
             self.alias,
             reason,
-            idle,
-            now - self._connguard_connected_at,
+            self._connguard_idle,
+            time.monotonic() - self._connguard_connected_at,
             extra={"alias": self.alias, "reason": reason},
         )
         stats.record(self.alias, stats.REPLACED, stats.REPLACED_PREFIX + reason)
@@ -482,17 +481,16 @@ class GuardedWrapperMixin(_Base):
                 raise  # inside a transaction: never retried
             allowed, why = retry_verdict(lost.__cause__, sql, many)
             if not allowed:
-                refusal = why
                 stats.record(self.alias, stats.RETRIES_REFUSED)
-                self._connguard_send(signals.retry_refused, refusal, error=lost.__cause__)
+                self._connguard_send(signals.retry_refused, why, error=lost.__cause__)
                 logger.warning(
                     "connguard did not retry a statement on %r: %s",
                     self.alias,
-                    refusal,
+                    why,
                     extra={"alias": self.alias},
                 )
                 raise OutcomeUnknown(
-                    *lost.args, alias=self.alias, vendor=self.vendor, reason=refusal
+                    *lost.args, alias=self.alias, vendor=self.vendor, reason=why
                 ) from lost.__cause__
             self._connguard_send(signals.statement_retried, why, error=lost.__cause__)
         return self._connguard_retry(execute, sql, params, many, context)
@@ -506,8 +504,7 @@ class GuardedWrapperMixin(_Base):
             self.alias,
             extra={"alias": self.alias},
         )
-        stats.record(self.alias, stats.REPLACED, stats.REPLACED_PREFIX + "error")
-        self._connguard_discard()
+        self._connguard_replace("error")
         self.ensure_connection()
         cursor = context["cursor"]
         stale, name = cursor.cursor, getattr(cursor.cursor, "name", None)

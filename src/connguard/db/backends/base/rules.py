@@ -39,9 +39,3 @@ def retry_verdict(cause: BaseException | None, sql: object, many: bool) -> tuple
     if isinstance(sql, str) and is_read_only(sql):
         return True, "read_only"
     return False, OutcomeUnknown.default_reason
-
-
-def retry_refusal(cause: BaseException | None, sql: object, many: bool) -> str | None:
-    """None if the statement may be retried once, else why not (for the error message)."""
-    allowed, why = retry_verdict(cause, sql, many)
-    return None if allowed else why
