@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import Error, close_old_connections, connections, transaction
+from django.db.backends.signals import connection_created
 
 import connguard
 from connguard.exceptions import OutcomeUnknown
-from connguard.jobs import job_finished, job_started, tidy_connections
+from connguard.jobs import _note_connection, job_finished, job_started, tidy_connections
 from tests.helpers import ALIAS, STOCK_ALIAS, kill, select_one, server_id
 from tests.testapp.models import Job
 
@@ -112,6 +113,72 @@ def test_job_boundary_false_keeps_zero_max_age_connections(vendor: str, max_age:
     assert connections[alias].connection is not None
     tidy_connections(using=alias)
     assert connections[alias].connection is None
+
+
+# ##### Which connections a job tidies #####
+
+
+def in_new_thread(func: Callable[[], Any]) -> Any:
+    result: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(func())
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+def test_connection_opened_before_connguard_listened_is_tidied(vendor: str, max_age: Any) -> None:
+    """job() learns of connections from connection_created; older ones are looked up once."""
+    alias = ALIAS[vendor]
+    max_age(alias, 0)
+
+    def task() -> tuple[bool, bool]:
+        # As if connguard.jobs were imported only after this thread connected.
+        assert connection_created.disconnect(dispatch_uid="connguard.jobs")
+        try:
+            select_one(connections[alias])
+        finally:
+            connection_created.connect(_note_connection, dispatch_uid="connguard.jobs")
+        with connguard.job():
+            pass
+        first = connections[alias].connection is None
+        select_one(connections[alias])  # noted by the receiver this time
+        with connguard.job():
+            pass
+        return first, connections[alias].connection is None
+
+    assert in_new_thread(task) == (True, True)
+    assert boundary_closes(alias) == {"max_age": 2}
+
+
+def test_wrapper_shared_from_another_thread_is_left_to_it(vendor: str, max_age: Any) -> None:
+    alias = ALIAS[vendor]
+    max_age(alias, 0)
+    select_one(connections[alias])  # this thread's own wrapper, noted
+    theirs = in_new_thread(lambda: connections[alias])
+    assert theirs is not connections[alias]
+    theirs.inc_thread_sharing()
+    try:
+        select_one(theirs)  # connected from this thread
+        with connguard.job():
+            pass
+        # Ours was closed at the boundary; theirs is not ours to close.
+        assert connections[alias].connection is None
+        assert theirs.connection is not None
+    finally:
+        theirs.close()
+        theirs.dec_thread_sharing()
 
 
 # ##### Errors #####

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections
+from django.db.backends.signals import connection_created
 
 from connguard import _stats as stats
 
@@ -72,6 +73,51 @@ def _in_job() -> bool:
     return _depth.get() > 0 or _in_queue_job.get()
 
 
+# ##### This thread's connections #####
+
+
+class _ThreadConnections(threading.local):
+    """The wrappers that have opened a connection in this thread, by alias.
+
+    ``connections.all(initialized_only=True)`` asks asgiref's ``Local`` twice
+    per alias, and each asks for a running event loop, which raises in a sync
+    thread: a few microseconds per job boundary, on every job. Connections are
+    opened far less often than jobs run, so keep the list up to date on
+    ``connection_created`` instead. A wrapper that never connected has nothing
+    to tidy.
+    """
+
+    def __init__(self) -> None:
+        self.wrappers: dict[str, BaseDatabaseWrapper] = {}
+        # Whether this thread's connections from before connguard.jobs was
+        # imported (so before the receiver below) have been looked up.
+        self.seeded = False
+
+
+_thread = _ThreadConnections()
+
+
+def _note_connection(sender: object, connection: BaseDatabaseWrapper, **kwargs: object) -> None:
+    # Only this thread's own wrapper for the alias: a wrapper shared from
+    # another thread (allow_thread_sharing) is that thread's to tidy.
+    if any(wrapper is connection for wrapper in connections.all(initialized_only=True)):
+        _thread.wrappers[connection.alias] = connection
+
+
+connection_created.connect(_note_connection, dispatch_uid="connguard.jobs")
+
+
+def _thread_wrappers() -> list[BaseDatabaseWrapper]:
+    """This thread's wrappers that have had a connection."""
+    state = _thread
+    if not state.seeded:
+        state.seeded = True
+        for wrapper in connections.all(initialized_only=True):
+            if wrapper.connection is not None:
+                state.wrappers[wrapper.alias] = wrapper
+    return list(state.wrappers.values())
+
+
 # ##### The hygiene #####
 
 
@@ -86,7 +132,7 @@ def tidy_connections(using: str | None = None, *, job_boundary: bool = True) -> 
 
     A connection inside ``atomic()`` or a manual transaction is never touched.
     """
-    wrappers = [connections[using]] if using is not None else connections.all(initialized_only=True)
+    wrappers = [connections[using]] if using is not None else _thread_wrappers()
     now = time.monotonic()
     for wrapper in wrappers:
         try:
@@ -273,7 +319,7 @@ class ThreadPoolExecutor(futures.ThreadPoolExecutor):
             with JobScope():
                 return fn(*args, **kwargs)
         finally:
-            used = connections.all(initialized_only=True)
+            used = _thread_wrappers()
             with self._connguard_lock:
                 for wrapper in used:
                     self._connguard_wrappers[id(wrapper)] = wrapper

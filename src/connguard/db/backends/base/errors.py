@@ -27,15 +27,18 @@ class GuardedErrorWrapper(DatabaseErrorWrapper):
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc_value is not None:
-            wrapper = cast("GuardedWrapperMixin", self.wrapper)
-            if isinstance(exc_value, wrapper.Database.Error):
-                replacement = wrapper._connguard_on_error(exc_value)
-                if replacement is not None:
-                    wrapper.errors_occurred = True
-                    raise replacement.with_traceback(traceback) from exc_value
-            elif not isinstance(exc_value, (DjangoError, GeneratorExit)):
-                # Not the database's error: an exception from a signal handler
-                # or a timeout escaped the driver mid-call.
-                wrapper._connguard_on_interrupt(exc_value)
+        if exc_value is None:
+            # The common case, on every driver call: nothing to translate, and
+            # no second frame for Django's __exit__, which would only return.
+            return
+        wrapper = cast("GuardedWrapperMixin", self.wrapper)
+        if isinstance(exc_value, wrapper.Database.Error):
+            replacement = wrapper._connguard_on_error(exc_value)
+            if replacement is not None:
+                wrapper.errors_occurred = True
+                raise replacement.with_traceback(traceback) from exc_value
+        elif not isinstance(exc_value, (DjangoError, GeneratorExit)):
+            # Not the database's error: an exception from a signal handler
+            # or a timeout escaped the driver mid-call.
+            wrapper._connguard_on_interrupt(exc_value)
         super().__exit__(exc_type, exc_value, traceback)
