@@ -68,7 +68,8 @@ def draw_throughput(results: dict[str, Any], path: Path) -> None:
     config = results["config"]
     figure.suptitle(
         f"Worker throughput by connection strategy (ratio to the stock persistent connection; "
-        f"{config['rounds']} interleaved rounds of {config['jobs']} jobs, loopback)",
+        f"{config['rounds']} interleaved rounds of ~{config.get('block_ms', '?')} ms blocks, "
+        "loopback)",
         fontsize=10,
     )
     figure.tight_layout()

@@ -35,20 +35,24 @@ def throughput(results: dict[str, Any]) -> list[str]:
         lines += [
             f"### {VENDORS[vendor]} ({server})",
             "",
-            f"One worker thread; {config['rounds']} interleaved rounds of {config['jobs']} jobs "
-            "per strategy. Ratios to the upper bound: of jobs per second, and of the worker's "
-            "CPU time per job (stock's over the strategy's), each paired by round. Round trips "
-            f"counted through a proxy over {config['count_jobs']} jobs.",
+            f"One worker thread; {config['rounds']} interleaved rounds of one block per strategy, "
+            f"each block about {config.get('block_ms', '?')} ms of jobs on a connection of its "
+            f"own{_process_note(config)}. Ratios to the upper bound: of jobs per second, with a "
+            "95 % bootstrap interval, and of the worker's CPU time per job (stock's over the "
+            "strategy's), each paired by round. Round trips counted through a proxy over "
+            f"{config['count_jobs']} jobs.",
             "",
         ]
         table = []
         for key, row in rows.items():
             latency, count = row["latency_us"], counts[key]
+            low, high = row.get("ratio_ci95", (None, None))
+            interval = f" ({low:.3f} to {high:.3f})" if low is not None else ""
             table.append(
                 [
                     labels[key],
                     f"{row['jobs_per_s_median']:.0f}",
-                    f"{row['ratio_to_upper_bound']:.3f}",
+                    f"{row['ratio_to_upper_bound']:.3f}{interval}",
                     f"{row['cpu_us_per_job_median']:.0f}",
                     f"{row['cpu_ratio_to_upper_bound']:.3f}",
                     f"{latency['p50']:.0f}",
@@ -63,7 +67,7 @@ def throughput(results: dict[str, Any]) -> list[str]:
             [
                 "strategy",
                 "jobs/s",
-                "ratio",
+                "ratio (95 %)",
                 "worker CPU µs/job",
                 "CPU ratio",
                 "p50 µs",
@@ -77,6 +81,45 @@ def throughput(results: dict[str, Any]) -> list[str]:
         )
         lines.append("")
     return lines
+
+
+def _process_note(config: dict[str, Any]) -> str:
+    notes = []
+    if config.get("respawn"):
+        notes.append(f"fresh worker processes every {config['respawn']} rounds")
+    if config.get("pinned_cpus"):
+        cpus = ", ".join(map(str, config["pinned_cpus"]))
+        notes.append(f"workers and servers pinned to CPU {cpus}")
+    return "; " + "; ".join(notes) if notes else ""
+
+
+def instructions(results: dict[str, Any]) -> list[str]:
+    if "instructions" not in results:
+        return []
+    labels = {key: value["label"] for key, value in results["strategies"].items()}
+    short, long = results["config"]["instruction_jobs"]
+    rows = [
+        [
+            VENDORS[vendor],
+            labels[key],
+            f"{row['instructions_per_job']:,}",
+            f"{row['extra_per_job']:+,}",
+            f"{row['extra_fraction'] * 100:+.2f} %",
+        ]
+        for vendor, counted in results["instructions"].items()
+        for key, row in counted.items()
+    ]
+    return [
+        "### The worker's instructions per job",
+        "",
+        "Counted by callgrind: every instruction the worker process executed, over "
+        f"{long} jobs less over {short} jobs, divided by the {long - short} extra jobs "
+        "(`PYTHONHASHSEED=0`). Unlike time, this does not move with the machine's load. "
+        "The servers' work is not in it; the round trips above show that it is the same.",
+        "",
+        *_table(["server", "strategy", "instructions/job", "extra", "extra %"], rows),
+        "",
+    ]
 
 
 def scaling(results: dict[str, Any]) -> list[str]:
@@ -146,6 +189,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{_load(environment, 'start')} at the start, {_load(environment, 'end')} at the end.",
         "",
         *throughput(results),
+        *instructions(results),
         "### Scaling",
         "",
         "Wall time per job (elapsed time over jobs), throughput as a ratio to the stock persistent "

@@ -3,20 +3,26 @@
 Starts throwaway servers on 127.0.0.1 (``testbed.servers``) and one worker
 process per strategy and server (``benchmarks.worker``), which take turns block
 by block, in an order that rotates every round, so that drift and bursts of
-other work on the machine hit every strategy alike. Measures:
+other work on the machine hit every strategy alike. The worker processes are
+started afresh every ``--respawn`` rounds, so that no strategy keeps a lucky or
+an unlucky process (memory layout, hash seed) for the whole run; each block
+opens its own connection. Workers and servers share one CPU
+(``benchmarks.pinning``; ``--no-pin`` to turn that off). Measures:
 
 * round trips, bytes and connections per job, counted through a proxy
   (``benchmarks.wire``), in a separate process per strategy;
+* the worker's CPU instructions per job, counted by callgrind
+  (``benchmarks.instructions``): the one figure the machine's noise cannot touch;
 * throughput, latency and the worker's CPU time per job, one thread, over
-  ``--rounds`` rounds;
+  ``--rounds`` rounds of blocks of about ``--block-ms`` each;
 * scaling: 1k, 10k and 100k jobs on one thread, and 4 and 16 threads on 10k;
 * recovery: the time from a server-side kill to the first successful statement.
 
 Writes ``results.json``, ``summary.md`` (the tables, also printed) and the
 charts to ``--out``.
 
-    python -m benchmarks.run --out benchmarks/results/   # about 12 minutes
-    python -m benchmarks.run --smoke --out /tmp/bench    # tiny counts, about 20 s
+    python -m benchmarks.run --out benchmarks/results/   # about 20 minutes
+    python -m benchmarks.run --smoke --out /tmp/bench    # tiny counts, about a minute
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -36,6 +43,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from benchmarks import instructions, pinning
 from benchmarks.report import markdown
 from benchmarks.strategies import ROWS, STRATEGIES, UPPER_BOUND, VENDORS
 from testbed.servers import MariaDBServer, PostgreSQLServer
@@ -43,6 +51,8 @@ from testbed.servers import MariaDBServer, PostgreSQLServer
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_VERSION = 1
 SCALING_STRATEGIES = ["stock", "connguard"]
+# The strategies whose difference from stock is small enough to need counting.
+INSTRUCTION_STRATEGIES = ["stock", "connguard", "connguard_job", "control"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,12 +60,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks.run", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--rounds", type=int, default=16, help="interleaved rounds (default 16)")
+    parser.add_argument("--rounds", type=int, default=80, help="interleaved rounds (default 80)")
     parser.add_argument(
-        "--jobs", type=int, default=500, help="jobs per strategy per round (default 500)"
+        "--block-ms",
+        type=float,
+        default=250,
+        help="a block lasts about this long: its job count comes from a calibration block",
     )
     parser.add_argument(
-        "--warmup", type=int, default=50, help="untimed jobs per thread before each block"
+        "--jobs", type=int, default=200, help="jobs in each strategy's calibration block"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=20, help="untimed jobs per thread before each block"
+    )
+    parser.add_argument(
+        "--respawn", type=int, default=4, help="start fresh worker processes every N rounds"
+    )
+    parser.add_argument(
+        "--no-pin", dest="pin", action="store_false", help="do not pin workers and servers"
+    )
+    parser.add_argument(
+        "--no-instructions",
+        dest="instructions",
+        action="store_false",
+        help="skip the callgrind count (also skipped when valgrind is missing)",
+    )
+    parser.add_argument(
+        "--instruction-jobs",
+        type=_ints,
+        default=[100, 400],
+        help="callgrind: the two job counts whose difference is counted",
     )
     parser.add_argument("--count-jobs", type=int, default=500, help="jobs per round-trip count")
     parser.add_argument("--threads", type=_ints, default=[1, 4, 16], help="scaling: threads")
@@ -71,8 +105,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.smoke:
-        args.rounds, args.jobs, args.warmup, args.count_jobs = 2, 40, 5, 20
+        args.rounds, args.jobs, args.warmup, args.count_jobs = 3, 40, 5, 20
+        args.block_ms, args.respawn = 20, 2
         args.threads, args.scaling_jobs, args.trials = [1, 4], [40, 80], 2
+        args.instruction_jobs = [5, 15]
     return args
 
 
@@ -179,7 +215,11 @@ def percentiles(values: list[float] | array[float]) -> dict[str, float]:
 
 
 class BlockWorker:
-    """One strategy's process on one vendor, kept up to run block after block."""
+    """One strategy's process on one vendor, kept up to run block after block.
+
+    Call ``ready()`` before the first block: starting several workers and then
+    waiting for them all lets them set Django up in parallel.
+    """
 
     def __init__(self, strategy: str, vendor: str, server: Any, scratch: Path) -> None:
         self.name = f"{vendor}-{strategy}"
@@ -193,7 +233,13 @@ class BlockWorker:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self._answer()  # ready: Django is set up
+
+    def ready(self, cpus: set[int] | None) -> None:
+        self._answer()  # Django is set up
+        if cpus is not None:
+            # After the set-up, which may use every CPU; the block's threads,
+            # started later, inherit this.
+            pinning.pin_tree(self.process.pid, cpus)
 
     def _answer(self) -> dict[str, Any]:
         assert self.process.stdout is not None
@@ -219,9 +265,48 @@ class BlockWorker:
         self.process.wait(60)
 
 
+class Workers:
+    """One ``BlockWorker`` per strategy and vendor, started afresh on ``respawn()``."""
+
+    def __init__(
+        self, strategies: list[str], servers: dict[str, Any], scratch: Path, cpus: set[int] | None
+    ) -> None:
+        self.strategies, self.servers, self.scratch, self.cpus = strategies, servers, scratch, cpus
+        self.workers: dict[tuple[str, str], BlockWorker] = {}
+
+    def respawn(self) -> None:
+        self.close()
+        for vendor, server in self.servers.items():
+            for strategy in self.strategies:
+                worker = BlockWorker(strategy, vendor, server, self.scratch)
+                self.workers[vendor, strategy] = worker
+        for worker in self.workers.values():
+            worker.ready(self.cpus)
+
+    def __getitem__(self, key: tuple[str, str]) -> BlockWorker:
+        return self.workers[key]
+
+    def vendors(self) -> list[str]:
+        return sorted({vendor for vendor, _ in self.workers})
+
+    def close(self) -> None:
+        workers, self.workers = list(self.workers.values()), {}
+        for worker in workers:
+            worker.close()
+
+
 def rotated(items: list[str], by: int) -> list[str]:
     by %= len(items)
     return items[by:] + items[:by]
+
+
+def median_ci(values: list[float], *, resamples: int = 2000) -> tuple[float, float]:
+    """A 95 % bootstrap interval for the median of ``values`` (resampling rounds)."""
+    rng = random.Random(0)  # the same interval for the same figures
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
+    )
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 # ##### the measurements #####
@@ -253,51 +338,98 @@ def measure_round_trips(
     return counts
 
 
+def calibrate(args: argparse.Namespace, workers: Workers) -> dict[tuple[str, str], int]:
+    """Jobs per block for each strategy: about ``--block-ms`` of work at its speed."""
+    sizes = {}
+    for vendor in workers.vendors():
+        for key in (strategy.key for strategy in STRATEGIES):
+            result, _ = workers[vendor, key].run(
+                jobs=args.jobs, threads=1, warmup=args.warmup, seed=999
+            )
+            sizes[vendor, key] = max(20, round(result["jobs_per_s"] * args.block_ms / 1000))
+    return sizes
+
+
 def measure_throughput(
-    args: argparse.Namespace, workers: dict[tuple[str, str], BlockWorker], log: Any
-) -> dict[str, dict[str, Any]]:
+    args: argparse.Namespace, workers: Workers, log: Any
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], int]]:
     """Round after round, one block per strategy and vendor, in a rotating order."""
-    vendors = sorted({vendor for vendor, _ in workers})
+    vendors = workers.vendors()
     keys = [strategy.key for strategy in STRATEGIES]
+    sizes = calibrate(args, workers)
     rates: dict[str, dict[str, list[float]]] = {v: {k: [] for k in keys} for v in vendors}
     cpu: dict[str, dict[str, list[float]]] = {v: {k: [] for k in keys} for v in vendors}
     pooled: dict[str, dict[str, array[float]]] = {v: {k: array("d") for k in keys} for v in vendors}
     for round_ in range(args.rounds):
+        if round_ and round_ % args.respawn == 0:
+            workers.respawn()
         for vendor in rotated(vendors, round_):
             for key in rotated(keys, round_):
                 result, latencies = workers[vendor, key].run(
-                    jobs=args.jobs, threads=1, warmup=args.warmup, seed=round_
+                    jobs=sizes[vendor, key], threads=1, warmup=args.warmup, seed=round_
                 )
                 rates[vendor][key].append(result["jobs_per_s"])
                 cpu[vendor][key].append(result["cpu_us_per_job"])
                 pooled[vendor][key].extend(latencies)
-        if (round_ + 1) % 5 == 0 or round_ + 1 == args.rounds:
+        if (round_ + 1) % 10 == 0 or round_ + 1 == args.rounds:
             log(f"  throughput: {round_ + 1}/{args.rounds} rounds")
     summary: dict[str, dict[str, Any]] = {}
     for vendor in vendors:
         upper = rates[vendor][UPPER_BOUND]
-        summary[vendor] = {
-            key: {
+        stock_cpu = cpu[vendor][UPPER_BOUND]
+        summary[vendor] = {}
+        for key in keys:
+            # Paired within each round (the blocks ran a second or two apart),
+            # then the median over rounds: robust to drift and to bursts of load.
+            ratios = [rate / base for rate, base in zip(rates[vendor][key], upper, strict=True)]
+            # The same from the worker's CPU time: stock's CPU per job over this
+            # strategy's, so that 0.98 means 2 % more CPU per job than stock.
+            cpu_ratios = [
+                base / used for used, base in zip(cpu[vendor][key], stock_cpu, strict=True)
+            ]
+            summary[vendor][key] = {
+                "jobs_per_block": sizes[vendor, key],
                 "jobs_per_s_median": statistics.median(rates[vendor][key]),
                 "jobs_per_s_rounds": [round(rate, 1) for rate in rates[vendor][key]],
-                # Paired within each round (the blocks ran seconds apart), then
-                # the median over rounds: robust to drift and to bursts of load.
-                "ratio_to_upper_bound": statistics.median(
-                    rate / base for rate, base in zip(rates[vendor][key], upper, strict=True)
-                ),
+                "ratio_to_upper_bound": statistics.median(ratios),
+                "ratio_ci95": median_ci(ratios),
                 "latency_us": percentiles(pooled[vendor][key]),
                 "cpu_us_per_job_median": statistics.median(cpu[vendor][key]),
+                "cpu_ratio_to_upper_bound": statistics.median(cpu_ratios),
             }
+    return summary, sizes
+
+
+def measure_instructions(
+    args: argparse.Namespace, servers: dict[str, Any], log: Any
+) -> dict[str, dict[str, Any]]:
+    short, long = args.instruction_jobs
+    counted: dict[str, dict[str, Any]] = {}
+    # The smoke run counts the first vendor's stock and connguard only: each
+    # count is two runs under valgrind, several seconds each.
+    vendors = list(servers)[:1] if args.smoke else list(servers)
+    keys = INSTRUCTION_STRATEGIES[:2] if args.smoke else INSTRUCTION_STRATEGIES
+    for vendor in vendors:
+        spec = {"vendor": vendor, "server": connection_spec(servers[vendor])}
+        per_job = {
+            key: round(
+                instructions.per_job(
+                    {**spec, "strategy": key, "warmup": 50, "seed": 3}, short, long
+                )
+            )
             for key in keys
         }
-        stock_cpu = cpu[vendor][UPPER_BOUND]
-        for key in keys:
-            # The same, from the worker's CPU time: stock's CPU per job over this
-            # strategy's, so that 0.98 means 2 % more CPU per job than stock.
-            summary[vendor][key]["cpu_ratio_to_upper_bound"] = statistics.median(
-                base / used for used, base in zip(cpu[vendor][key], stock_cpu, strict=True)
-            )
-    return summary
+        base = per_job[UPPER_BOUND]
+        counted[vendor] = {
+            key: {
+                "instructions_per_job": value,
+                "extra_per_job": value - base,
+                "extra_fraction": (value - base) / base,
+            }
+            for key, value in per_job.items()
+        }
+        log(f"  instructions counted on {VENDORS[vendor]}")
+    return counted
 
 
 def scaling_points(args: argparse.Namespace) -> list[tuple[int, int]]:
@@ -309,10 +441,8 @@ def scaling_points(args: argparse.Namespace) -> list[tuple[int, int]]:
     return points
 
 
-def measure_scaling(
-    args: argparse.Namespace, workers: dict[tuple[str, str], BlockWorker], log: Any
-) -> list[dict[str, Any]]:
-    vendors = sorted({vendor for vendor, _ in workers})
+def measure_scaling(args: argparse.Namespace, workers: Workers, log: Any) -> list[dict[str, Any]]:
+    vendors = workers.vendors()
     points = []
     for threads, jobs in scaling_points(args):
         for vendor in vendors:
@@ -347,6 +477,7 @@ def measure_recovery(
                 "vendor": vendor,
                 "server": connection_spec(server),
                 "trials": args.trials,
+                "cpus": sorted(args.measured_cpus or []),
             }
         )
         recovery[vendor] = {
@@ -412,6 +543,18 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     log(" starting servers")
     servers = start_servers(args.vendors)
+    plan = pinning.plan(args.pin)
+    args.measured_cpus = plan[0] if plan else None
+    if plan is not None:
+        measured, rest = plan
+        for server in servers.values():
+            assert server.process is not None
+            pinning.pin_tree(server.process.pid, measured)
+        pinning.pin_self(rest)
+        log(
+            f" pinned the servers and workers to CPU {sorted(measured)}, the rest to {sorted(rest)}"
+        )
+    count_instructions = args.instructions and instructions.valgrind() is not None
     try:
         with tempfile.TemporaryDirectory(prefix="connguard-bench-") as scratch:
             results: dict[str, Any] = {
@@ -424,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
                     "jobs": args.jobs,
                     "warmup": args.warmup,
                     "count_jobs": args.count_jobs,
+                    "block_ms": args.block_ms,
+                    "respawn": args.respawn,
+                    "pinned_cpus": sorted(args.measured_cpus) if args.measured_cpus else None,
+                    "instruction_jobs": args.instruction_jobs if count_instructions else None,
                     "threads": args.threads,
                     "scaling_jobs": args.scaling_jobs,
                     "trials": args.trials,
@@ -437,17 +584,19 @@ def main(argv: list[str] | None = None) -> int:
                 "upper_bound": UPPER_BOUND,
             }
             results["round_trips"] = measure_round_trips(args, servers, log)
-            workers: dict[tuple[str, str], BlockWorker] = {}
+            if count_instructions:
+                results["instructions"] = measure_instructions(args, servers, log)
+            else:
+                log("  instructions not counted (--no-instructions, or no valgrind)")
+            workers = Workers(
+                [s.key for s in STRATEGIES], servers, Path(scratch), args.measured_cpus
+            )
             try:
-                for vendor, server in servers.items():
-                    for strategy in STRATEGIES:
-                        worker = BlockWorker(strategy.key, vendor, server, Path(scratch))
-                        workers[vendor, strategy.key] = worker
-                results["throughput"] = measure_throughput(args, workers, log)
+                workers.respawn()
+                results["throughput"], _ = measure_throughput(args, workers, log)
                 results["scaling"] = measure_scaling(args, workers, log)
             finally:
-                for worker in workers.values():
-                    worker.close()
+                workers.close()
             results["recovery"] = measure_recovery(args, servers, log)
     finally:
         stop_servers(servers)

@@ -17,6 +17,10 @@ Modes:
 * ``recovery``: the server kills the worker's connection ``trials`` times;
   the time from the kill to the first successful statement, for connguard and
   for the stock backend's ways to get going again.
+* ``loop``: ``warmup`` then ``jobs`` jobs and nothing else, for
+  ``benchmarks.instructions`` to count under callgrind.
+
+A ``cpus`` list in the spec pins the process (``benchmarks.pinning``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 import django
 from django.conf import settings
 
+from benchmarks.pinning import pin_self
 from benchmarks.strategies import BY_KEY, ROWS, Strategy, make_job
 from benchmarks.wire import RoundTripProxy
 
@@ -249,9 +254,19 @@ def recovery(spec: dict[str, Any]) -> dict[str, Any]:
     return {"trials": spec["trials"], "samples": samples, "connguard_paths": paths}
 
 
+def loop(spec: dict[str, Any], strategy: Strategy) -> None:
+    job = make_job(strategy)
+    for pk in keys(spec["seed"] + 500, spec["warmup"]):
+        job(pk)
+    for pk in keys(spec["seed"], spec["jobs"]):
+        job(pk)
+
+
 def main(argv: list[str]) -> None:
     spec = json.loads(argv[0])
     mode = spec["mode"]
+    if spec.get("cpus"):
+        pin_self(set(spec["cpus"]))
     if mode == "recovery":
         databases = {
             name: BY_KEY[name].settings(spec["vendor"], spec["server"])
@@ -271,6 +286,10 @@ def main(argv: list[str]) -> None:
             configure({"default": strategy.settings(spec["vendor"], server)})
             result = count(spec, strategy, proxy)
             proxy.close()
+        elif mode == "loop":
+            configure({"default": strategy.settings(spec["vendor"], server)})
+            loop(spec, strategy)
+            return
         else:
             configure({"default": strategy.settings(spec["vendor"], server)})
             serve_blocks(strategy)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,44 @@ def test_results_have_every_section(run: tuple[dict[str, Any], Path]) -> None:
             assert row["cpu_ratio_to_upper_bound"] > 0
             latency = row["latency_us"]
             assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+            low, high = row["ratio_ci95"]
+            assert low <= row["ratio_to_upper_bound"] <= high
+            assert row["jobs_per_block"] >= 20
         assert rows["stock"]["ratio_to_upper_bound"] == 1.0
+        assert rows["stock"]["ratio_ci95"] == [1.0, 1.0]
+
+
+def test_workers_and_servers_pinned_to_one_cpu(run: tuple[dict[str, Any], Path]) -> None:
+    results, _ = run
+    cpus = sorted(os.sched_getaffinity(0))
+    assert results["config"]["pinned_cpus"] == (cpus[-1:] if len(cpus) > 1 else None)
+
+
+@pytest.mark.skipif(not shutil.which("valgrind"), reason="valgrind not installed")
+def test_instructions_counted_by_callgrind(run: tuple[dict[str, Any], Path]) -> None:
+    results, _ = run
+    counted = results["instructions"]
+    assert list(counted) == ["mysql"]  # the smoke run counts one vendor
+    assert list(counted["mysql"]) == ["stock", "connguard"]
+    stock, guarded = counted["mysql"]["stock"], counted["mysql"]["connguard"]
+    # A SELECT and an UPDATE through the ORM: hundreds of thousands of instructions.
+    assert stock["instructions_per_job"] > 100_000
+    assert stock["extra_per_job"] == 0
+    extra = guarded["instructions_per_job"] - stock["instructions_per_job"]
+    assert guarded["extra_per_job"] == extra
+
+
+def test_median_interval_and_callgrind_parsing() -> None:
+    from benchmarks.instructions import parse_total
+    from benchmarks.run import median_ci
+
+    low, high = median_ci([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert 1.0 <= low <= 3.0 <= high <= 100.0
+    assert median_ci([0.97] * 9) == (0.97, 0.97)
+    stderr = "==1== Events    : Ir\n==1== Collected : 1823677\n==1==\n==1== I   refs:  1,823,677\n"
+    assert parse_total(stderr) == 1823677
+    with pytest.raises(RuntimeError, match="no instruction count"):
+        parse_total("valgrind: command not found")
 
 
 def test_scaling_covers_every_thread_and_job_count(run: tuple[dict[str, Any], Path]) -> None:

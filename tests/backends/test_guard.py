@@ -191,6 +191,17 @@ def test_learns_the_server_idle_limit_and_replaces_without_ping(vendor: str) -> 
     assert "validations" not in stats
 
 
+@pytest.mark.parametrize(("setting", "seconds"), [("1500", 1.5), ("5400000", 5400.0)])
+def test_postgresql_idle_limit_in_other_units(vendor: str, setting: str, seconds: float) -> None:
+    """The server shows these as "1500ms" and "90min"."""
+    if vendor != "postgresql":
+        pytest.skip("idle_session_timeout is PostgreSQL's")
+    options = {"options": f"-c idle_session_timeout={setting}"}
+    wrapper = make_wrapper(vendor, alias="limit", OPTIONS=options)
+    select_one(wrapper)
+    assert wrapper._connguard_server_timeout == seconds
+
+
 def test_default_server_idle_limit(vendor: str) -> None:
     wrapper = make_wrapper(vendor)
     select_one(wrapper)
