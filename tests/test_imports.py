@@ -18,3 +18,24 @@ def test_importable_without_settings() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "{}"
+
+
+def test_job_api_loads_on_first_use_and_stays() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    code = (
+        "import sys, connguard; "
+        "assert 'connguard.jobs' not in sys.modules; "
+        "job = connguard.job; "
+        "import connguard.jobs; "
+        "assert job is connguard.jobs.job; "
+        # Kept as a module attribute: later lookups skip the module __getattr__.
+        "assert vars(connguard)['job'] is job; "
+        "from connguard import ThreadPoolExecutor, as_jobs; "
+        "assert as_jobs is connguard.jobs.as_jobs; "
+        "print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

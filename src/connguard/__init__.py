@@ -26,5 +26,9 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         from connguard import jobs
 
-        return getattr(jobs, name)
+        value = getattr(jobs, name)
+        # Kept, so that later lookups (connguard.job() around every job) are
+        # plain module attributes and never come back here.
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'connguard' has no attribute {name!r}")
