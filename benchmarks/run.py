@@ -21,7 +21,7 @@ opens its own connection. Workers and servers share one CPU
 Writes ``results.json``, ``summary.md`` (the tables, also printed) and the
 charts to ``--out``.
 
-    python -m benchmarks.run --out benchmarks/results/   # about 20 minutes
+    python -m benchmarks.run --out benchmarks/results/   # about 15 minutes
     python -m benchmarks.run --smoke --out /tmp/bench    # tiny counts, about a minute
 """
 
