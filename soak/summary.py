@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any
 
@@ -82,6 +83,7 @@ def build(
     return {
         "passed": result.ok and not stuck and not broken and not slow,
         "seconds": round(seconds, 1),
+        "drivers": drivers(),
         "faults": dict(Counter(f.kind for f in faults if not f.error)),
         "faults_not_applied": [f"{f.kind} {f.target}: {f.error}" for f in faults if f.error],
         "fault_log": [{**vars(f), "recovery": t} for f, t in zip(faults, per_fault, strict=True)],
@@ -104,8 +106,15 @@ def build(
     }
 
 
+def drivers() -> str:
+    """The driver pair the workers use, chosen as in soak/project/settings.py."""
+    mysql = os.environ.get("CONNGUARD_TEST_MYSQL_DRIVER") or "mysqlclient"
+    postgresql = os.environ.get("CONNGUARD_TEST_PG_DRIVER") or "psycopg"
+    return f"{mysql} + {postgresql}"
+
+
 def render(summary: dict[str, Any]) -> str:
-    lines = [f"connguard soak: {summary['seconds']} s"]
+    lines = [f"connguard soak: {summary['seconds']} s, {summary['drivers']}"]
     add = lines.append
     add("")
     add("faults injected")
@@ -118,7 +127,8 @@ def render(summary: dict[str, Any]) -> str:
     add(f"  {'sent':<30}{summary['jobs_sent']:>8}")
     add(f"  {'done':<30}{summary['jobs_done']:>8}")
     for reason, count in sorted(summary["jobs_failed"].items(), key=lambda kv: -kv[1]):
-        example = summary["failure_examples"][reason][:90]
+        # One line: libpq's messages end in a newline, some span several.
+        example = " ".join(summary["failure_examples"][reason].split())[:90]
         add(f"  {'failed: ' + reason:<30}{count:>8}   e.g. {example}")
     add(f"  {'lost':<30}{summary['lost']:>8}")
     add(f"  {'duplicates':<30}{summary['duplicates']:>8}   (must be 0)")
