@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import select
 import sys
 import threading
 import time
@@ -41,10 +40,7 @@ from django.conf import settings
 from benchmarks.pinning import pin_self
 from benchmarks.strategies import BY_KEY, ROWS, Strategy, make_job
 from benchmarks.wire import RoundTripProxy
-
-# The server's FIN (Linux), or a reset; not POLLIN, which a PostgreSQL FATAL
-# message before the close would set.
-_HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+from connguard import _faults
 
 
 def configure(databases: dict[str, Any]) -> None:
@@ -137,6 +133,14 @@ def serve_blocks(strategy: Strategy) -> None:
         print(json.dumps(run_block(json.loads(line), strategy)), flush=True)
 
 
+def warmed_job(spec: dict[str, Any], strategy: Strategy) -> Any:
+    """The strategy's job, after ``warmup`` untimed, uncounted runs (connected by then)."""
+    job = make_job(strategy)
+    for pk in keys(spec["seed"] + 500, spec["warmup"]):
+        job(pk)
+    return job
+
+
 # ##### count #####
 
 
@@ -145,9 +149,7 @@ def count(spec: dict[str, Any], strategy: Strategy, proxy: RoundTripProxy) -> di
 
     import connguard
 
-    job = make_job(strategy)
-    for pk in keys(spec["seed"] + 500, spec["warmup"]):
-        job(pk)
+    job = warmed_job(spec, strategy)
     connguard.reset_stats()
     proxy.reset_counters()
     before = proxy.counters()
@@ -171,31 +173,14 @@ def count(spec: dict[str, Any], strategy: Strategy, proxy: RoundTripProxy) -> di
 # ##### recovery #####
 
 
-class _Victim:
-    """How to find and kill one alias's server session, vendor by vendor."""
+def kill(admin: Any, wrapper: Any) -> None:
+    """End ``wrapper``'s session from ``admin``, a connection kept open for this.
 
-    def __init__(self, vendor: str) -> None:
-        self.vendor = vendor
-
-    def session_id(self, raw: Any) -> int:
-        if self.vendor == "mysql":
-            return int(raw.thread_id())
-        return int(raw.info.backend_pid)
-
-    def kill(self, admin: Any, session: int) -> None:
-        with admin.cursor() as cursor:
-            if self.vendor == "mysql":
-                cursor.execute("KILL CONNECTION %s", [session])
-            else:
-                cursor.execute("SELECT pg_terminate_backend(%s)", [session])
-
-
-def wait_closed(raw: Any, timeout: float = 5.0) -> None:
-    """Wait until the server has closed ``raw``'s socket, as a worker between jobs would."""
-    poller = select.poll()
-    poller.register(raw.fileno(), _HANGUP)
-    if not poller.poll(timeout * 1000):
-        raise RuntimeError("the server did not close the killed connection")
+    Not ``connguard._faults.kill()``, which opens a connection of its own for
+    each kill: that connect would be timed as part of the recovery.
+    """
+    with admin.cursor() as cursor:
+        cursor.execute(_faults.KILL_SQL[wrapper.vendor], [_faults.session_id(wrapper)])
 
 
 def recovery(spec: dict[str, Any]) -> dict[str, Any]:
@@ -203,8 +188,6 @@ def recovery(spec: dict[str, Any]) -> dict[str, Any]:
 
     import connguard
     from benchmarks.models import BenchItem
-
-    victim = _Victim(spec["vendor"])
 
     def plain_reconnect() -> None:
         with contextlib.suppress(DatabaseError):
@@ -231,12 +214,14 @@ def recovery(spec: dict[str, Any]) -> dict[str, Any]:
         names = names[trial % len(names) :] + names[: trial % len(names)]
         for name in names:
             methods[name]()  # connected and used
-            raw = connections[name].connection
-            session = victim.session_id(raw)
+            wrapper = connections[name]
+            fd = _faults.socket_fd(wrapper)
             before = connguard.stats("connguard")
             began = time.perf_counter()
-            victim.kill(admin, session)
-            wait_closed(raw)
+            kill(admin, wrapper)
+            # As a worker between jobs would be: the server's close has arrived.
+            if not _faults.wait_closed(fd, timeout=5.0):
+                raise RuntimeError("the server did not close the killed connection")
             closed = time.perf_counter()
             methods[name]()
             done = time.perf_counter()
@@ -255,9 +240,7 @@ def recovery(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def loop(spec: dict[str, Any], strategy: Strategy) -> None:
-    job = make_job(strategy)
-    for pk in keys(spec["seed"] + 500, spec["warmup"]):
-        job(pk)
+    job = warmed_job(spec, strategy)
     for pk in keys(spec["seed"], spec["jobs"]):
         job(pk)
 

@@ -113,8 +113,9 @@ _PG_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d
 
 def pg_time_setting(text: str) -> float:
     """Seconds in a millisecond-based time setting as ``current_setting()`` shows it."""
-    number = text.strip().rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text.strip()[len(number) :] or "ms"
+    text = text.strip()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :] or "ms"
     try:
         return float(number) * _PG_TIME_UNITS[unit]
     except (KeyError, ValueError):
