@@ -1,17 +1,20 @@
-"""The version matrix: Django 5.2 on Python 3.10-3.13, Django 6.0 on Python 3.12-3.13.
+"""The version matrix: Django 5.2 on Python 3.10-3.13, Django 6.0 and 6.1 on Python 3.12-3.13.
 
     .venv/bin/python -m nox -l                          # the sessions
     .venv/bin/python -m nox -s fast                     # the fast guard suite, everywhere
     .venv/bin/python -m nox -s "fast(3.12-django6.0)"   # one combination
 
-scripts/test runs the full suite on the default combination (the .venv that
-scripts/bootstrap makes: Django 5.2 on python3); scripts/ci-extra runs ``fast``
-on every other combination (``CONNGUARD_SKIP_DEFAULT=1 nox -s fast``).
+scripts/test runs the full suite on two combinations (the .venv that
+scripts/bootstrap makes: Django 5.2 on python3; and .venv-django6.1: Django 6.1
+on Python 3.12); scripts/ci-extra runs ``fast`` on every other combination
+(``CONNGUARD_SKIP_DEFAULT=1 nox -s fast``).
 
 The fast guard suite is the guarded backends' own tests and the job API's
 (``FAST_SUITE``) on real servers, with mysqlclient + psycopg 3: every check,
 replacement, retry rule, interruption, fork and pool scenario, the GIS
-recipe, and job boundaries; not the task-queue workers or the exporters.
+recipe, and job boundaries; the Django contract (the private attributes and
+methods of Django's that the guard relies on) and the pytest plugin under each
+Django's test case classes; not the task-queue workers or the exporters.
 
 Interpreters are found as ``pythonX.Y`` on PATH. A pyenv shim answers only when
 its version is selected, so when one does not, every installed pyenv version
@@ -28,7 +31,11 @@ import sys
 
 import nox
 
-MATRIX = {"5.2": ["3.10", "3.11", "3.12", "3.13"], "6.0": ["3.12", "3.13"]}
+MATRIX = {
+    "5.2": ["3.10", "3.11", "3.12", "3.13"],
+    "6.0": ["3.12", "3.13"],
+    "6.1": ["3.12", "3.13"],
+}
 FAST_SUITE = [
     "tests/backends",
     "tests/test_conf.py",
@@ -36,9 +43,13 @@ FAST_SUITE = [
     "tests/test_retry_rules.py",
     "tests/test_imports.py",
     "tests/test_jobs.py",
+    # Django's privates the guard relies on, and the pytest plugin under Django's
+    # own test case classes: both change with Django's version.
+    "tests/test_django_contract.py",
+    "tests/test_pytest_plugin.py",
 ]
-# The combination scripts/test covers with the full suite.
-DEFAULT = (f"{sys.version_info.major}.{sys.version_info.minor}", "5.2")
+# The combinations scripts/test covers with the full suite.
+DEFAULTS = {(f"{sys.version_info.major}.{sys.version_info.minor}", "5.2"), ("3.12", "6.1")}
 
 nox.options.envdir = ".venv-nox"  # ignored by git, like every .venv-*
 nox.options.default_venv_backend = "venv"
@@ -81,7 +92,7 @@ def _combinations() -> list[nox.Param]:
         nox.param(python, django, id=f"{python}-django{django}")
         for django, pythons in MATRIX.items()
         for python in pythons
-        if not (skip_default and (python, django) == DEFAULT)
+        if not (skip_default and (python, django) in DEFAULTS)
     ]
 
 
@@ -95,7 +106,15 @@ def _test_tools() -> list[str]:
 @nox.parametrize(["python", "django"], _combinations())
 def fast(session: nox.Session, django: str) -> None:
     """The fast guard suite on one Python and Django combination."""
-    session.install(f"django~={django}.0", "-e", ".[mysqlclient,psycopg,pymysql]", *_test_tools())
+    # Pinned by the series' lock file (scripts/lock), as scripts/bootstrap pins.
+    session.install(
+        "-c",
+        f"constraints/django{django}.txt",
+        f"django~={django}.0",
+        "-e",
+        ".[mysqlclient,psycopg,pymysql]",
+        *_test_tools(),
+    )
     session.run("python", "-c", "import django; print('Django', django.get_version())")
     session.run(
         "python",
