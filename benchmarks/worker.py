@@ -41,6 +41,7 @@ from benchmarks.pinning import pin_self
 from benchmarks.strategies import BY_KEY, ROWS, Strategy, make_job
 from benchmarks.wire import RoundTripProxy
 from connguard import _faults
+from testbed.servers import BY_VENDOR
 
 
 def configure(databases: dict[str, Any]) -> None:
@@ -176,11 +177,12 @@ def count(spec: dict[str, Any], strategy: Strategy, proxy: RoundTripProxy) -> di
 def kill(admin: Any, wrapper: Any) -> None:
     """End ``wrapper``'s session from ``admin``, a connection kept open for this.
 
-    Not ``connguard._faults.kill()``, which opens a connection of its own for
-    each kill: that connect would be timed as part of the recovery.
+    Through the testbed's ``kill_through()``, not a ``kill()`` that starts a
+    client, nor ``connguard._faults.kill()``, which opens a connection of its own
+    for each kill: that connect would be timed as part of the recovery.
     """
     with admin.cursor() as cursor:
-        cursor.execute(_faults.KILL_SQL[wrapper.vendor], [_faults.session_id(wrapper)])
+        BY_VENDOR[wrapper.vendor].kill_through(cursor, _faults.session_id(wrapper))
 
 
 def recovery(spec: dict[str, Any]) -> dict[str, Any]:

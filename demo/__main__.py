@@ -58,22 +58,22 @@ def wait_for_server_close(connection: Any, timeout: float = 10.0) -> None:
 def inject(fault: str, alias: str, server: MariaDBServer) -> None:
     from django.db import connections
 
-    from testbed.servers import ServerError
-
     connection = connections[alias]
     if fault == "restart":
         server.restart()
         return
     if connection.connection is None:
         return
-    try:
-        if fault == "idle":
+    already_dead = "     (the worker's connection is already dead: nothing more to break)"
+    if fault == "idle":
+        try:
             with connection.connection.cursor() as cursor:  # the worker's own session
                 cursor.execute("SET SESSION wait_timeout = 1")
-        else:
-            server.sql(f"KILL CONNECTION {connection.connection.thread_id()}")
-    except (ServerError, connection.Database.Error):
-        print("     (the worker's connection is already dead: nothing more to break)")
+        except connection.Database.Error:
+            print(already_dead)
+            return
+    elif not server.kill(connection.connection.thread_id(), missing_ok=True):
+        print(already_dead)
         return
     wait_for_server_close(connection)
 

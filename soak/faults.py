@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from soak.middleboxes import IDLE_TIMEOUT
 from soak.topology import SERVER_IDLE_TIMEOUT, Topology, vendor_of
-from testbed.servers import ServerError
 
 KINDS = ("kill", "restart", "idle", "middlebox", "blackhole")
 BLACKHOLE_SECONDS = 6.0
@@ -128,24 +127,16 @@ class Injector:
 
 def kill_sessions(topology: Topology, vendor: str) -> None:
     """Terminate every client session on the server, as an operator or a failover would."""
+    server = topology.server(vendor)
     if vendor == "postgresql":
-        topology.postgresql.sql(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        listed = server.sql(
+            "SELECT pid FROM pg_stat_activity "
             "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
         )
-        return
-    mariadb = topology.mariadb
-    for _ in range(3):
-        ids = mariadb.sql(
+    else:
+        listed = server.sql(
             "SELECT id FROM information_schema.PROCESSLIST "
-            f"WHERE user = '{mariadb.user}' AND command <> 'Killed'"
-        ).split()
-        if not ids:
-            return
-        try:
-            mariadb.sql("".join(f"KILL CONNECTION {ident};" for ident in ids))
-            return
-        except ServerError:
-            # A session ended by itself in the meantime ("Unknown thread id"),
-            # and the client stopped there: list the rest again.
-            continue
+            f"WHERE user = '{server.user}' AND command <> 'Killed'"
+        )
+    # A session may end by itself between the listing and the kill: fine.
+    server.kill(*(int(ident) for ident in listed.split()), missing_ok=True, wait=False)

@@ -6,6 +6,7 @@ import contextlib
 import select
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import connections
@@ -79,27 +80,53 @@ def wait_closed_by_server(fd: int, timeout: float = 10.0) -> None:
 
 
 def kill(servers: dict[str, Any], vendor: str, wrapper: Any) -> None:
-    """End the wrapper's connection from the server side, and wait until it shows."""
+    """End the wrapper's connection from the server side, and wait until it shows:
+    the server no longer lists the session, and its close has reached our socket."""
     fd, ident = fileno(wrapper), server_id(wrapper)
-    if vendor == "mysql":
-        servers[vendor].sql(f"KILL CONNECTION {ident}")
-    else:
-        servers[vendor].sql(f"SELECT pg_terminate_backend({ident}, 5000)")
+    servers[vendor].kill(ident)
     wait_closed_by_server(fd)
 
 
-def kill_while_running(servers: dict[str, Any], vendor: str, wrapper: Any) -> threading.Thread:
-    """End the wrapper's session from the server 0.3 s from now, while a statement runs."""
-    ident = server_id(wrapper)
+class Killer(threading.Thread):
+    """The thread of ``kill_while_running``; ``join()`` raises what it raised."""
 
-    def killer() -> None:
-        time.sleep(0.3)  # let the statement reach the server
-        if vendor == "mysql":
-            servers[vendor].sql(f"KILL CONNECTION {ident}")
-        else:
-            servers[vendor].sql(f"SELECT pg_terminate_backend({ident}, 5000)")
+    def __init__(self, server: Any, ident: int, statement: str, before_kill: Any) -> None:
+        super().__init__(name=f"killer-{ident}")
+        self.server, self.session, self.statement = server, ident, statement
+        self.before_kill = before_kill
+        self.error: BaseException | None = None
 
-    thread = threading.Thread(target=killer)
+    def run(self) -> None:
+        try:
+            self.server.wait_running(self.session, self.statement)
+            if self.before_kill is not None:
+                self.before_kill()
+            self.server.kill(self.session)
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise AssertionError(f"the killer of session {self.session} failed") from self.error
+
+
+def kill_while_running(
+    servers: dict[str, Any],
+    vendor: str,
+    wrapper: Any,
+    statement: str,
+    *,
+    before_kill: Any = None,
+) -> Killer:
+    """End the wrapper's session from the server while it runs ``statement``.
+
+    Starts a thread that waits until the server shows the session running a
+    statement that starts like ``statement`` (not a guessed delay), calls
+    ``before_kill`` if given, then kills the session and waits until it is gone.
+    Call it before sending the statement; ``join()`` the thread after.
+    """
+    thread = Killer(servers[vendor], server_id(wrapper), statement, before_kill)
     thread.start()
     return thread
 
@@ -118,6 +145,23 @@ def select_one(wrapper: Any) -> int:
     with wrapper.cursor() as cursor:
         cursor.execute("SELECT 1")
         return int(cursor.fetchone()[0])
+
+
+@contextlib.contextmanager
+def receiving(signal: Any, alias: str) -> Iterator[list[dict[str, Any]]]:
+    """The keyword arguments of each ``signal`` (connguard.signals) sent for
+    ``alias`` while inside the block."""
+    sent: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        if kwargs["alias"] == alias:
+            sent.append(kwargs)
+
+    signal.connect(receiver, weak=False)
+    try:
+        yield sent
+    finally:
+        signal.disconnect(receiver)
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> None:

@@ -20,7 +20,7 @@ from django.db.backends.signals import connection_created
 import connguard
 from connguard.exceptions import OutcomeUnknown
 from connguard.jobs import _note_connection, job_finished, job_started, tidy_connections
-from tests.helpers import ALIAS, STOCK_ALIAS, kill, select_one, server_id
+from tests.helpers import ALIAS, STOCK_ALIAS, kill, kill_while_running, select_one, server_id
 from tests.testapp.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -220,19 +220,9 @@ def test_guarded_connection_lost_in_a_job_is_closed_without_a_ping(
     vendor: str, servers: Any
 ) -> None:
     alias = ALIAS[vendor]
-    ident = server_id_of(alias)
-    terminate = {
-        "mysql": f"KILL CONNECTION {ident}",
-        "postgresql": f"SELECT pg_terminate_backend({ident}, 5000)",
-    }[vendor]
-
-    def killer() -> None:
-        # Once the statement is running on the server.
-        wait_until(lambda: statement_running(servers, vendor, ident))
-        servers[vendor].sql(terminate)
-
-    thread = threading.Thread(target=killer)
-    thread.start()
+    select_one(connections[alias])
+    # Killed once the statement is running on the server.
+    thread = kill_while_running(servers, vendor, connections[alias], SLEEP[vendor])
     try:
         with connguard.job(), pytest.raises(OutcomeUnknown), connections[alias].cursor() as cursor:
             cursor.execute(SLEEP[vendor])
@@ -241,20 +231,6 @@ def test_guarded_connection_lost_in_a_job_is_closed_without_a_ping(
     assert connections[alias].connection is None
     assert boundary_closes(alias) == {"error": 1}
     assert "validations" not in connguard.stats(alias)
-
-
-def statement_running(servers: Any, vendor: str, ident: int) -> bool:
-    if vendor == "mysql":
-        query = (
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-            f"WHERE ID = {ident} AND INFO LIKE 'DO SLEEP%'"
-        )
-    else:
-        query = (
-            "SELECT count(*) FROM pg_stat_activity "
-            f"WHERE pid = {ident} AND query LIKE 'DO $$%' AND state = 'active'"
-        )
-    return str(servers[vendor].sql(query)).strip() != "0"
 
 
 def test_health_checks_are_rearmed_at_each_boundary(
@@ -452,21 +428,6 @@ def test_as_jobs_reuses_a_persistent_connection(vendor: str) -> None:
 # ##### Thread pools #####
 
 
-def alive(servers: Any, vendor: str, ident: int) -> bool:
-    if vendor == "mysql":
-        query = f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {ident}"
-    else:
-        query = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {ident}"
-    return str(servers[vendor].sql(query)).strip() != "0"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 def thread_task(alias: str) -> tuple[int, int]:
     return threading.get_ident(), server_id_of(alias)
 
@@ -481,7 +442,7 @@ def test_executor_runs_jobs_and_closes_thread_connections(vendor: str, servers: 
     assert len(idents) == len(threads)
     assert opened(alias) == len(threads)
     # ...and the pool closed them at shutdown.
-    wait_until(lambda: not any(alive(servers, vendor, ident) for ident in idents))
+    servers[vendor].wait_gone(*idents)
 
 
 def test_executor_shutdown_without_wait(vendor: str, servers: Any) -> None:
@@ -493,7 +454,7 @@ def test_executor_shutdown_without_wait(vendor: str, servers: Any) -> None:
     executor.shutdown(wait=False)
     release.set()
     _, ident = future.result(timeout=10)
-    wait_until(lambda: not alive(servers, vendor, ident))
+    servers[vendor].wait_gone(ident)
 
 
 def test_executor_tasks_are_jobs(vendor: str, max_age: Any) -> None:

@@ -12,7 +12,8 @@ from django.conf import settings
 from django.db import Error
 
 import connguard
-from tests.helpers import kill, make_wrapper, select_one, server_id
+from connguard import signals
+from tests.helpers import kill, make_wrapper, receiving, select_one, server_id
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, databases="__all__"),
@@ -76,23 +77,38 @@ def test_held_dead_connection_goes_back_to_the_pool_as_broken(pooled: Any, serve
 
 
 def test_held_connection_is_validated_after_idle(pooled: Any) -> None:
-    wrapper = pooled(validate_after=0.2)
-    select_one(wrapper)
-    time.sleep(0.25)
-    select_one(wrapper)
+    # Generous, so that the fresh connection's first use is "not yet" however slow
+    # the machine is; the idle time past it is set on the guard's clock.
+    wrapper = pooled(validate_after=30)
+    with receiving(signals.connection_validated, wrapper.alias) as validated:
+        select_one(wrapper)
+        assert validated == []
+        wrapper._connguard_last_used -= 31  # held, idle past validate_after
+        select_one(wrapper)
     assert connguard.stats(wrapper.alias)["validations"] == 1
+    assert [(v["reason"], v["ok"]) for v in validated] == [("idle", True)]
+    assert validated[0]["idle"] >= 31
 
 
 def test_idle_time_in_the_pool_counts(pooled: Any) -> None:
     """A connection that sat in the pool is validated at its first use after checkout."""
-    wrapper = pooled(max_size=1, validate_after=0.2)
-    select_one(wrapper)
-    first = wrapper.connection
-    wrapper.close()  # returned to the pool
-    time.sleep(0.25)
-    select_one(wrapper)  # checked out again: idle 0.25 s in all
+    validate_after, in_pool = 0.2, 0.25
+    wrapper = pooled(max_size=1, validate_after=validate_after)
+    with receiving(signals.connection_validated, wrapper.alias) as validated:
+        select_one(wrapper)
+        # Validated only if it had sat idle past validate_after since the pool
+        # opened it: on a machine that stalls, it may have.
+        at_first_checkout = len(validated)
+        first = wrapper.connection
+        wrapper.close()  # returned to the pool
+        time.sleep(in_pool)  # at least this long: a stall only makes it longer
+        select_one(wrapper)  # checked out again
     assert wrapper.connection is first
-    assert connguard.stats(wrapper.alias)["validations"] == 1
+    assert all(v["idle"] >= validate_after for v in validated)
+    # The time in the pool counted: the use after it validated, once.
+    assert [(v["reason"], v["ok"]) for v in validated[at_first_checkout:]] == [("idle", True)]
+    assert validated[-1]["idle"] >= in_pool
+    assert connguard.stats(wrapper.alias)["validations"] == at_first_checkout + 1
 
 
 def test_server_idle_limit_is_read_once_per_pooled_connection(pooled: Any) -> None:
@@ -115,7 +131,7 @@ def test_connection_that_died_in_the_pool(pooled: Any, servers: Any, guarded: bo
     select_one(wrapper)
     ident, fd = server_id(wrapper), fileno(wrapper)
     wrapper.close()  # back to the pool, still connected
-    servers["postgresql"].sql(f"SELECT pg_terminate_backend({ident}, 5000)")
+    servers["postgresql"].kill(ident)
     wait_closed_by_server(fd)
     if guarded:
         assert select_one(wrapper) == 1

@@ -127,7 +127,7 @@ SLEEP = {"mysql": "DO SLEEP(5)", "postgresql": "DO $$ BEGIN PERFORM pg_sleep(5);
 def test_stock_kill_during_statement_stays_broken(vendor: str, servers: Any) -> None:
     stock = make_wrapper(vendor, guarded=False)
     select_one(stock)
-    thread = kill_while_running(servers, vendor, stock)
+    thread = kill_while_running(servers, vendor, stock, SLEEP[vendor])
     with pytest.raises(Error), stock.cursor() as cursor:
         cursor.execute(SLEEP[vendor])
     thread.join()
@@ -139,7 +139,7 @@ def test_guarded_kill_during_statement_raises_clearly_then_recovers(
 ) -> None:
     guarded = make_wrapper(vendor, alias="inflight")
     select_one(guarded)
-    thread = kill_while_running(servers, vendor, guarded)
+    thread = kill_while_running(servers, vendor, guarded, SLEEP[vendor])
     with pytest.raises(ConnectionLost) as info, guarded.cursor() as cursor:
         cursor.execute(SLEEP[vendor])
     thread.join()
