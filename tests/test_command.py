@@ -6,6 +6,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,8 +103,8 @@ def test_status_json_schema(servers: dict[str, Any]) -> None:
         assert set(STATS_KEYS) <= set(report["stats"])
         assert all(isinstance(value, int) for value in report["stats"].values())
         server = report["server"]
-        assert set(server) == {"reachable", "version", "idle_limits"}
-        assert server["reachable"] is True
+        assert set(server) == {"reachable", "version", "idle_limits", "failure"}
+        assert server["reachable"] is True and server["failure"] is None
         assert isinstance(server["version"], str) and server["version"]
         assert set(server["idle_limits"]) == LIMITS[vendor]
         for item in report["recommendations"]:
@@ -186,9 +187,14 @@ def test_status_of_an_invalid_alias_is_an_error_verdict() -> None:
     options = {"OPTIONS": {"connguard": {"validate_after": -1}}}
     with extra_alias("invalid", "mysql", **options):
         report = status("--database", "invalid")["invalid"]
+        text = run("status", "--database", "invalid")
     assert report["verdict"] == "error"
     assert [item["id"] for item in report["recommendations"]] == ["connguard.E001"]
-    assert report["server"] is None and report["driver"] is None
+    # The ENGINE loads; the invalid options stop the connection, so the server is not read.
+    assert report["server"] is None and report["driver"] == DRIVERS["mysql"]
+    assert text.startswith(
+        "invalid: mysql, ENGINE connguard.db.backends.mysql (invalid guard options), driver "
+    )
 
 
 def test_status_of_a_database_connguard_does_not_guard() -> None:
@@ -214,12 +220,94 @@ def test_status_of_an_engine_that_cannot_load() -> None:
 
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_status_of_an_unreachable_server(vendor: str) -> None:
+    refused = "the connection was refused (no server listens there, or a firewall rejects it)"
     with extra_alias("down", vendor, port="closed"):
-        output = run_fails("status", "--json", "--database", "down", match="could not reach")
+        output = run_fails(
+            "status",
+            "--json",
+            "--database",
+            "down",
+            match=rf"could not read the server of 'down': {re.escape(refused)}\. See the ",
+        )
+        text = run_fails("status", "--database", "down", match="could not read")
     report = json.loads(output)["aliases"]["down"]
+    failure = report["server"].pop("failure")
     assert report["server"] == {"reachable": False, "version": None, "idle_limits": {}}
+    assert failure["kind"] == "refused" and failure["summary"] == refused
+    assert failure["error"].startswith("OperationalError: ")
     assert report["verdict"] == "error"
     assert [item["id"] for item in report["recommendations"]] == ["connguard.W005"]
+    assert re.search(
+        rf"  server       not read at 127\.0\.0\.1:\d+, database 'connguard': "
+        rf"{re.escape(refused)}\n",
+        text,
+    )
+    assert "unreachable" not in text and "connguard status" not in text
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_status_of_a_failed_login(vendor: str) -> None:
+    login = (
+        {"USER": "connguard", "PASSWORD": "not-the-password"}
+        if vendor == "mysql"
+        else {"USER": "cg_no_such_role"}
+    )
+    summary = "the server refused the login (authentication failed)"
+    with extra_alias("login", vendor, **login):
+        text = run_fails(
+            "status",
+            "--database",
+            "login",
+            match=rf"could not read the server of 'login': {re.escape(summary)}\.",
+        )
+    assert f"database 'connguard': {summary}" in text
+    assert (
+        "connguard.W005 (warning): connguard could not read the idle limits of the server " in text
+    )
+    assert "Check DATABASES['login']['USER'] and DATABASES['login']['PASSWORD']" in text
+    assert "unreachable" not in text and "reach" not in text
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_status_of_options_on_a_stock_engine(vendor: str) -> None:
+    """connguard.E002: the driver would refuse to connect, so the server is not read."""
+    with extra_alias("stray", vendor, guarded=False, OPTIONS={"connguard": {}}):
+        report = status("--database", "stray")["stray"]
+        text = run("status", "--database", "stray")
+    assert report["server"] is None and report["verdict"] == "error"
+    assert [item["id"] for item in report["recommendations"]] == [
+        "connguard.E002",
+        "connguard.W001",
+    ]
+    assert "could not" not in text and "unreachable" not in text
+
+
+# ##### Counters #####
+
+
+def test_status_shows_every_counter() -> None:
+    with extra_alias("jobs", "postgresql", CONN_MAX_AGE=0) as alias:
+        with connguard.job():
+            select_one(connections[alias])
+        # CONN_MAX_AGE = 0: closed at the end of the job.
+        assert connections[alias].connection is None
+        report = status("--database", alias)[alias]
+        text = run("status", "--database", alias)
+    assert list(report["stats"]) == list(STATS_KEYS)
+    assert report["stats"]["closed_at_job_boundary"] == 1
+    assert report["stats"]["closed_at_job_boundary_max_age"] == 1
+    assert report["stats"]["closed_at_job_boundary_error"] == 0
+    counters = re.search(r"^  counters     (.*?)\n  verdict", text, re.MULTILINE | re.DOTALL)
+    assert counters is not None
+    shown = dict(item.rsplit(" ", 1) for item in re.split(r",\s+", counters.group(1).strip()))
+    assert shown == {key: str(value) for key, value in report["stats"].items()}
+    assert all(len(line) <= 100 for line in counters.group(0).splitlines()[:-1])
+
+
+def test_every_counter_is_documented() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs/stats-and-logging.md").read_text()
+    table = set(re.findall(r"^\| `(\w+)` \|", docs, re.MULTILINE))
+    assert table == set(STATS_KEYS)
 
 
 def test_unknown_alias() -> None:

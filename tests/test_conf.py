@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
 from connguard._drivers import driver_for
-from connguard.conf import DEFAULT_VALIDATE_AFTER, GuardOptions, parse_options
+from connguard.conf import (
+    DEFAULT_VALIDATE_AFTER,
+    GuardOptions,
+    ProjectSettings,
+    parse_options,
+    project_settings,
+)
 
 
 def parse(options: object, **settings: object) -> GuardOptions:
@@ -36,6 +46,11 @@ def test_valid_values() -> None:
         ({"validate_after": "10"}, "validate_after"),
         ({"validate_after": True}, "validate_after"),
         ({"validate_after": float("nan")}, "validate_after"),
+        ({"validate_after": float("inf")}, "validate_after"),
+        ({"validate_after": math.inf}, "validate_after"),
+        ({"validate_after": 10**400}, "validate_after"),  # too large for a float
+        ({"server_timeout": float("inf")}, "server_timeout"),
+        ({"server_timeout": -math.inf}, "server_timeout"),
         ({"server_timeout": 0}, "server_timeout"),
         ({"server_timeout": "never"}, "server_timeout"),
         ({"socket_check": 1}, "socket_check"),
@@ -74,3 +89,46 @@ def test_unsupported_driver() -> None:
 
     with pytest.raises(LookupError, match="'sqlite3'"):
         driver_for(sqlite3)
+
+
+# ##### The project-wide CONNGUARD setting #####
+
+
+def test_no_connguard_setting() -> None:
+    assert project_settings() == ProjectSettings()
+    assert project_settings().middlebox_timeout("default") is None
+
+
+def test_middlebox_timeout_for_every_alias_or_per_alias() -> None:
+    with override_settings(CONNGUARD={"MIDDLEBOX_IDLE_TIMEOUT": 350}):
+        assert project_settings().middlebox_timeout("postgresql") == 350.0
+    with override_settings(
+        CONNGUARD={"MIDDLEBOX_IDLE_TIMEOUT": {"default": 240, "postgresql": None}}
+    ):
+        parsed = project_settings()
+    assert parsed.middlebox_timeout("default") == 240.0
+    assert parsed.middlebox_timeout("postgresql") is None
+    assert parsed.middlebox_timeout("mysql_stock") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"MIDDLEBOX_IDLE_TIMEOUT": math.inf}, r"\['MIDDLEBOX_IDLE_TIMEOUT'\] = inf is invalid"),
+        ({"MIDDLEBOX_IDLE_TIMEOUT": 0}, r"\['MIDDLEBOX_IDLE_TIMEOUT'\] = 0 is invalid"),
+        (
+            {"MIDDLEBOX_IDLE_TIMEOUT": {"default": math.inf}},
+            r"CONNGUARD\['MIDDLEBOX_IDLE_TIMEOUT'\]\['default'\] = inf is invalid",
+        ),
+        (
+            {"MIDDLEBOX_IDLE_TIMEOUT": {"replica": 350}},
+            r"CONNGUARD\['MIDDLEBOX_IDLE_TIMEOUT'\] names the alias 'replica', which is not in "
+            r"DATABASES \(its aliases: 'default', ",
+        ),
+        ({"middlebox_idle_timeout": 350}, r"unknown key\(s\) 'middlebox_idle_timeout'"),
+        ([("MIDDLEBOX_IDLE_TIMEOUT", 350)], "CONNGUARD must be a dict, not list"),
+    ],
+)
+def test_invalid_connguard_setting(value: Any, message: str) -> None:
+    with override_settings(CONNGUARD=value), pytest.raises(ImproperlyConfigured, match=message):
+        project_settings()

@@ -18,7 +18,7 @@ def run_without_settings(code: str) -> str:
 def test_importable_without_settings() -> None:
     code = (
         "import connguard, connguard.disconnects, connguard.exceptions, connguard.conf, "
-        "connguard.db.backends.base.base; "
+        "connguard.checks, connguard.db.backends.base.base; "
         "from django.conf import settings; assert not settings.configured; "
         "print(connguard.stats('default'))"
     )

@@ -1,7 +1,13 @@
-"""Per-alias settings: ``DATABASES[alias]["OPTIONS"]["connguard"]``.
+"""Every connguard setting, parsed and validated here.
 
-Parsed once when Django builds the alias's wrapper, never at import time, and
-checked strictly: a typo must fail loudly instead of silently disabling a guard.
+* Per alias, ``DATABASES[alias]["OPTIONS"]["connguard"]`` (``parse_options()``):
+  parsed when Django builds the alias's wrapper; invalid options stop the
+  alias's first connection, and ``connguard.E001`` reports them.
+* Project-wide, ``CONNGUARD = {...}`` (``project_settings()``): read each time
+  the checks ask, so that ``override_settings`` works.
+
+Never read at import time, and checked strictly: a typo must fail loudly
+instead of silently disabling a guard or a check.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from typing import Any, Literal
 from django.core.exceptions import ImproperlyConfigured
 
 OPTIONS_KEY = "connguard"
+PROJECT_SETTING = "CONNGUARD"
+MIDDLEBOX_KEY = "MIDDLEBOX_IDLE_TIMEOUT"
 
 # Why 10 seconds: the socket check already catches every connection that the
 # server, a proxy or a load balancer closed with FIN or RST, at no cost. A ping is
@@ -37,10 +45,10 @@ class GuardOptions:
 
 _ALLOWED: dict[str, str] = {
     "enabled": "True or False",
-    "validate_after": "a number of seconds >= 0, or None to turn idle validation off",
+    "validate_after": "a finite number of seconds >= 0, or None to turn idle validation off",
     "socket_check": "True or False",
-    "server_timeout": '"auto" (read it from the server at connect), a number of seconds > 0, '
-    "or None (no server idle limit)",
+    "server_timeout": '"auto" (read it from the server at connect), a finite number of '
+    "seconds > 0, or None (no server idle limit)",
 }
 
 
@@ -51,11 +59,22 @@ def _error(alias: str, key: str, value: object) -> ImproperlyConfigured:
     )
 
 
-def _seconds(alias: str, key: str, value: object, *, allow_zero: bool) -> float:
+def _number(value: object, *, allow_zero: bool) -> float | None:
+    """``value`` as seconds if it is a finite number in range, else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _error(alias, key, value)
-    number = float(value)
-    if math.isnan(number) or number < 0 or (number == 0 and not allow_zero):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        return None
+    return number
+
+
+def _seconds(alias: str, key: str, value: object, *, allow_zero: bool) -> float:
+    number = _number(value, allow_zero=allow_zero)
+    if number is None:
         raise _error(alias, key, value)
     return number
 
@@ -100,3 +119,72 @@ def parse_options(alias: str, settings_dict: Mapping[str, Any]) -> GuardOptions:
             "it off. Remove one of them."
         )
     return options
+
+
+# ##### The project-wide CONNGUARD setting #####
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """``settings.CONNGUARD``, parsed. See docs/checks.md, "The CONNGUARD setting"."""
+
+    # One timeout for every alias, or None for none.
+    middlebox_idle_timeout: float | None = None
+    # Per alias, when the setting is a dict; an alias not in it has none.
+    middlebox_idle_timeouts: Mapping[str, float | None] | None = None
+
+    def middlebox_timeout(self, alias: str) -> float | None:
+        """The declared idle timeout of the middlebox in front of ``alias``, if any."""
+        if self.middlebox_idle_timeouts is not None:
+            return self.middlebox_idle_timeouts.get(alias)
+        return self.middlebox_idle_timeout
+
+
+_MIDDLEBOX_ALLOWED = "a finite number of seconds > 0, or None"
+
+
+def _middlebox_seconds(value: object, alias: str | None) -> float | None:
+    """One middlebox timeout: of every alias (``alias`` None), or of one alias."""
+    if value is None:
+        return None
+    number = _number(value, allow_zero=False)
+    if number is None:
+        key = f"{PROJECT_SETTING}[{MIDDLEBOX_KEY!r}]"
+        allowed = _MIDDLEBOX_ALLOWED
+        if alias is None:
+            allowed += ", or a dict of DATABASES alias to those"
+        else:
+            key += f"[{alias!r}]"
+        raise ImproperlyConfigured(f"{key} = {value!r} is invalid: use {allowed}.")
+    return number
+
+
+def project_settings() -> ProjectSettings:
+    """Parse ``settings.CONNGUARD`` now; raise ``ImproperlyConfigured`` if it is invalid."""
+    from django.conf import settings
+    from django.db import connections
+
+    config = getattr(settings, PROJECT_SETTING, {})
+    if not isinstance(config, Mapping):
+        raise ImproperlyConfigured(
+            f"{PROJECT_SETTING} must be a dict, not {type(config).__name__}: for example "
+            f"{PROJECT_SETTING} = {{{MIDDLEBOX_KEY!r}: 350}}."
+        )
+    unknown = sorted(map(repr, set(config) - {MIDDLEBOX_KEY}))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"{PROJECT_SETTING} has unknown key(s) {', '.join(unknown)}; the allowed key is "
+            f"{MIDDLEBOX_KEY!r}."
+        )
+    value = config.get(MIDDLEBOX_KEY)
+    if not isinstance(value, Mapping):
+        return ProjectSettings(middlebox_idle_timeout=_middlebox_seconds(value, None))
+    timeouts: dict[str, float | None] = {}
+    for alias, item in value.items():
+        if alias not in connections.settings:
+            raise ImproperlyConfigured(
+                f"{PROJECT_SETTING}[{MIDDLEBOX_KEY!r}] names the alias {alias!r}, which is not "
+                f"in DATABASES (its aliases: {', '.join(map(repr, connections.settings))})."
+            )
+        timeouts[alias] = _middlebox_seconds(item, alias)
+    return ProjectSettings(middlebox_idle_timeouts=timeouts)

@@ -27,13 +27,16 @@ class Drill:
         info = checks.describe(alias, connections.settings[alias])
         if info is None:
             raise CommandError(f"the ENGINE of {alias!r} cannot be loaded: run manage.py check")
+        if info.engine_error is not None:
+            raise CommandError(f"the ENGINE of {alias!r} cannot be loaded: {info.engine_error}")
         if info.error is not None:
             raise CommandError(info.error)
-        if info.vendor not in checks.VENDORS:
+        if info.vendor is None or info.vendor not in checks.VENDORS:
             raise CommandError(
                 f"the drill runs on MySQL, MariaDB and PostgreSQL; {alias!r} is {info.vendor}"
             )
         self.info = info
+        self.vendor: str = info.vendor
         self.wrapper = _faults.open_wrapper(connections.settings[alias], alias)
         self.step = 0
         self.failures: list[str] = []
@@ -54,7 +57,7 @@ class Drill:
         self.write(f"  {self.step}. {title}: {' '.join(notes) or 'ok'} ({elapsed:.1f} ms)")
 
     def run(self) -> None:
-        wrapper, vendor = self.wrapper, self.info.vendor
+        wrapper, vendor = self.wrapper, self.vendor
         guard = "through the guard" if self.info.active else "with Django's stock backend"
         self.write(
             f"connguard drill on {self.alias!r} ({vendor}, ENGINE {self.info.settings['ENGINE']})"
@@ -97,7 +100,7 @@ class Drill:
         with self._step(f"open a connection {guard}") as notes:
             try:
                 self.wrapper.ensure_connection()
-                version = checks.read_server(self.wrapper).version
+                version = checks.server_version(self.wrapper)
             except DatabaseError as exc:
                 where = f"{settings.get('HOST') or 'local socket'}:{settings.get('PORT') or ''}"
                 raise CommandError(
@@ -143,7 +146,7 @@ class Drill:
         elif self.info.guarded:
             advice = "turn the guard on: remove OPTIONS['connguard']['enabled'] = False"
         else:
-            advice = f"use ENGINE {checks.GUARDED_ENGINES[self.info.vendor]!r}"
+            advice = f"use ENGINE {checks.GUARDED_ENGINES[self.vendor]!r}"
         self.write(
             f"verdict: {self.alias!r} did not recover: the query {' and '.join(self.failures)} "
             f"failed; {advice}."

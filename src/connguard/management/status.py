@@ -12,10 +12,11 @@ from typing import Any
 
 from django.core import checks as django_checks
 
-from connguard import _faults, _stats, checks
+from connguard import _faults, _stats, checks, jobs
 
 REPORT_VERSION = 1
-# Always present in "stats", so that the JSON has a fixed shape.
+# Every counter of docs/stats-and-logging.md: always present in "stats", and in
+# the text, 0 when it never moved, so that both have a fixed shape.
 STATS_KEYS = (
     _stats.CONNECTIONS_OPENED,
     _stats.VALIDATIONS,
@@ -31,6 +32,8 @@ STATS_KEYS = (
     _stats.RETRIES_REFUSED,
     _stats.INTERRUPTED,
     _stats.FORKS,
+    jobs.CLOSED_AT_BOUNDARY,
+    *(jobs.CLOSED_AT_BOUNDARY_PREFIX + reason for reason in ("error", "unusable", "max_age")),
 )
 _CONNECTION_KEYS = ("connected", "dead", "age", "idle", "server_idle_limit")
 
@@ -53,7 +56,7 @@ def _driver(wrapper: Any) -> str:
 def alias_report(alias: str) -> dict[str, Any]:
     """Everything ``status`` says about one alias."""
     from django.core.exceptions import ImproperlyConfigured
-    from django.db import DatabaseError, connections
+    from django.db import connections
 
     settings_dict = connections.settings[alias]
     info = checks.describe(alias, settings_dict)
@@ -82,31 +85,17 @@ def alias_report(alias: str) -> dict[str, Any]:
         wrapper = connections[alias]
     except ImproperlyConfigured as exc:
         if not messages:
-            messages = [django_checks.Error(str(exc))]
+            messages = [django_checks.Error(" ".join(str(exc).split()))]
         wrapper = None
     if wrapper is not None:
         report["driver"] = _driver(wrapper)
-        if hasattr(wrapper, "connguard_status"):
+        if hasattr(wrapper, "connguard_status") and not (info and info.error):
             state = wrapper.connguard_status()
             report["connection"] = {key: state[key] for key in _CONNECTION_KEYS}
         else:
             report["connection"]["connected"] = wrapper.connection is not None
-        if info is not None and info.vendor in checks.VENDORS:
-            # A connection of its own: the process's connection stays as it was.
-            probe = _faults.open_wrapper(settings_dict, f"{alias}:connguard-status", pool=False)
-            try:
-                server = checks.read_server(probe)
-            except DatabaseError as exc:
-                messages.append(checks.unreachable_message(alias, exc))
-                report["server"] = {"reachable": False, "version": None, "idle_limits": {}}
-                report["verdict"] = "error"
-            else:
-                report["server"] = {
-                    "reachable": True,
-                    "version": server.version,
-                    "idle_limits": server.limits,
-                }
-                messages += checks.server_messages(info, server)
+        if info is not None and info.vendor in checks.VENDORS and not info.broken:
+            messages += _read_server(report, info)
     levels = {_level(message) for message in messages}
     if "error" in levels:
         report["verdict"] = "error"
@@ -118,6 +107,35 @@ def alias_report(alias: str) -> dict[str, Any]:
     return report
 
 
+def _read_server(report: dict[str, Any], info: checks.AliasInfo) -> list[Any]:
+    """Fill in report["server"]; return the messages of the database checks."""
+    from django.db import DatabaseError
+
+    # A connection of its own: the process's connection stays as it was.
+    probe = _faults.open_wrapper(dict(info.settings), f"{info.alias}:connguard-status", pool=False)
+    try:
+        server = checks.read_server(probe, details=True)
+    except DatabaseError as exc:
+        failure = checks.classify(exc)
+        report["server"] = {
+            "reachable": False,
+            "version": None,
+            "idle_limits": {},
+            "failure": {"kind": failure.kind, "summary": failure.summary, "error": failure.error},
+        }
+        report["verdict"] = "error"
+        return [checks.failure_message(info.alias, info.settings, failure)]
+    except LookupError:
+        return []  # a driver connguard does not support: nothing reads its limits
+    report["server"] = {
+        "reachable": True,
+        "version": server.version,
+        "idle_limits": server.limits,
+        "failure": None,
+    }
+    return checks.server_messages(info, server)
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
 
@@ -126,20 +144,42 @@ def _limit(value: float | None) -> str:
     return "none" if value is None else f"{value:g}s"
 
 
+def _wrapped(label: str, items: list[str], width: int = 100) -> list[str]:
+    """``label`` and the items, comma-separated, over as many lines as need be."""
+    lines, line = [], label
+    for index, item in enumerate(items):
+        text = item + ("," if index < len(items) - 1 else "")
+        if line != label and len(line) + 1 + len(text) > width:
+            lines.append(line)
+            line = " " * len(label) + text
+        else:
+            line += ("" if line == label else " ") + text
+    lines.append(line)
+    return lines
+
+
 def render(report: dict[str, Any]) -> list[str]:
     """The text form of one alias's report."""
-    guard = "guarded" if report["guarded"] else "not guarded"
-    lines = [
-        f"{report['alias']}: {report['vendor']}, ENGINE {report['engine']} ({guard}), "
-        f"driver {report['driver'] or '-'}"
-    ]
+    vendor = f"{report['vendor']}, " if report["vendor"] else ""
+    if report["driver"] is None:
+        head = f"ENGINE {report['engine']} cannot be loaded"
+    else:
+        if any(item["id"] == "connguard.E001" for item in report["recommendations"]):
+            guard = "invalid guard options"
+        else:
+            guard = "guarded" if report["guarded"] else "not guarded"
+        head = f"ENGINE {report['engine']} ({guard}), driver {report['driver']}"
+    lines = [f"{report['alias']}: {vendor}{head}"]
     server = report["server"]
     where = f"{report['host'] or 'local socket'}:{report['port'] or 'default port'}"
+    database = f"database {report['database']!r}"
     if server is None:
-        lines.append(f"  server       {where}, database {report['database']!r}")
+        lines.append(f"  server       {where}, {database}")
+    elif not server["reachable"]:
+        summary = server["failure"]["summary"]
+        lines.append(f"  server       not read at {where}, {database}: {summary}")
     else:
-        version = server["version"] if server["reachable"] else "unreachable"
-        lines.append(f"  server       {version} at {where}, database {report['database']!r}")
+        lines.append(f"  server       {server['version']} at {where}, {database}")
         limits = ", ".join(f"{k} {_limit(v)}" for k, v in server["idle_limits"].items())
         lines.append(f"  idle limits  {limits or '-'}")
     settings = report["settings"]
@@ -159,11 +199,9 @@ def render(report: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append("  connection   not open in this process")
-    counters = ", ".join(f"{k} {v}" for k, v in report["stats"].items() if v)
-    lines.append(f"  counters     {counters or 'none yet in this process'}")
-    recommendations = report["recommendations"]
+    lines += _wrapped("  counters     ", [f"{k} {v}" for k, v in report["stats"].items()])
     lines.append(f"  verdict      {report['verdict']}")
-    for item in recommendations:
+    for item in report["recommendations"]:
         lines.append(f"    {item['id']} ({item['level']}): {item['message']}")
         if item["hint"]:
             lines.append(f"      {item['hint']}")

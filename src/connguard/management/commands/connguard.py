@@ -61,9 +61,13 @@ class Command(BaseCommand):
         else:
             for report in reports:
                 self.stdout.write("\n".join(status.render(report)))
-        unreachable = [r["alias"] for r in reports if r["server"] and not r["server"]["reachable"]]
-        if unreachable:
+        failed = [
+            f"{r['alias']!r}: {r['server']['failure']['summary']}"
+            for r in reports
+            if r["server"] and not r["server"]["reachable"]
+        ]
+        if failed:
             raise CommandError(
-                f"could not reach the server of {', '.join(map(repr, unreachable))}: see the "
-                "connguard.W005 recommendation above"
+                f"could not read the server of {'; '.join(failed)}. See the connguard.W005 "
+                "recommendation above."
             )
