@@ -3,6 +3,9 @@
 Starts throwaway MariaDB and PostgreSQL servers, then times Django's per-use
 hook (``close_if_health_check_failed()``, called before every cursor) on the
 stock backend and on connguard's, and a full ``SELECT 1`` round trip for scale.
+With psycopg 3 it also times a checkout from Django's PostgreSQL pool and its
+return (``ensure_connection()`` then ``close()``, as every job does with
+``CONN_MAX_AGE = 0``), stock against guarded.
 
     python -m benchmarks.guard_overhead [--uses 200000]
 """
@@ -40,6 +43,20 @@ def query_us(wrapper: Any, count: int = 2000) -> float:
     return (time.perf_counter() - start) / count * 1e6
 
 
+def checkout_us(wrapper: Any, count: int = 5000) -> float:
+    wrapper.ensure_connection()  # the first checkout of each pooled connection
+    wrapper.close()
+    start = time.perf_counter()
+    for _ in range(count):
+        wrapper.ensure_connection()
+        wrapper.close()
+    return (time.perf_counter() - start) / count * 1e6
+
+
+def pooled(server: PostgreSQLServer, engine: str | None) -> dict[str, Any]:
+    return server.settings(engine, CONN_MAX_AGE=0, OPTIONS={"pool": {"min_size": 1, "max_size": 1}})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uses", type=int, default=200_000)
@@ -58,6 +75,8 @@ def main() -> None:
                 "postgresql_stock": postgresql.settings(
                     "django.db.backends.postgresql", CONN_MAX_AGE=None
                 ),
+                "pool": pooled(postgresql, None),
+                "pool_stock": pooled(postgresql, "django.db.backends.postgresql"),
             },
         )
         django.setup()
@@ -81,6 +100,17 @@ def main() -> None:
         print(f"{'backend':<24} {'per-use hook (ns)':>18} {'SELECT 1 median (us)':>21}")
         for alias, label in labels.items():
             print(f"{label:<24} {hook[alias]:>18.0f} {statistics.median(query[alias]):>21.1f}")
+        if connections["pool"].Database.__name__ == "psycopg":
+            pools = {"pool_stock": "pool, stock", "pool": "pool, connguard"}
+            checkout: dict[str, list[float]] = {alias: [] for alias in pools}
+            for _ in range(args.rounds):
+                for alias in pools:
+                    checkout[alias].append(checkout_us(connections[alias]))
+            print(f"\n{'PostgreSQL pool':<24} {'checkout + return, median (us)':>32}")
+            for alias, label in pools.items():
+                print(f"{label:<24} {statistics.median(checkout[alias]):>32.1f}")
+            for alias in pools:
+                connections[alias].close_pool()
         connections.close_all()
     finally:
         mariadb.stop()

@@ -97,6 +97,105 @@ def test_inside_the_test_transaction(connguard_kill):
 """
 
 
+# The same fixtures in Django's own test case classes, where pytest fixtures
+# reach a test method through an autouse fixture of the class.
+USER_TEST_CASES = """
+import pytest
+from django.db import connections
+from django.test import SimpleTestCase, TestCase, TransactionTestCase
+
+GUARDED = {"default", "postgresql"}
+OPEN = {}
+
+
+def job(alias):
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        return cursor.fetchone()[0]
+
+
+class UsesConnguard:
+    @pytest.fixture(autouse=True)
+    def _connguard(self, connguard_survives, connguard_kill, connguard_expire):
+        self.survives = connguard_survives
+        self.kill, self.expire = connguard_kill, connguard_expire
+
+
+class WorkerTransactionTests(UsesConnguard, TransactionTestCase):
+    databases = GUARDED
+
+    def test_survives(self):
+        for alias in sorted(GUARDED):
+            for via in ("kill", "expire"):
+                job(alias)
+                with self.survives(alias, via=via):
+                    assert job(alias) == 1
+
+    def test_kill_and_expire(self):
+        self.kill("default")
+        assert job("default") == 1
+        self.expire("postgresql")
+        assert job("postgresql") == 1
+
+
+class OneAliasTransactionTests(UsesConnguard, TransactionTestCase):
+    databases = {"default"}
+
+    def test_an_alias_left_out(self):
+        self.kill("postgresql")
+
+
+class WorkerTestCaseTests(UsesConnguard, TestCase):
+    databases = GUARDED
+
+    def test_inside_the_test_transaction(self):
+        self.kill("default")
+
+
+class NoDatabaseTests(UsesConnguard, SimpleTestCase):
+    def test_kill(self):
+        self.kill("default")
+
+    def test_survives(self):
+        with self.survives("postgresql", via="expire"):
+            pass
+
+
+@pytest.fixture
+def open_db(django_db_blocker):
+    # Database access that leaves the connections open, as a worker would.
+    with django_db_blocker.unblock():
+        yield
+
+
+def test_open_a_connection(open_db):
+    job("default")
+    OPEN["default"] = connections["default"].connection
+
+
+class OpenBeforeNoDatabaseTests(UsesConnguard, SimpleTestCase):
+    def test_kill_an_open_connection(self):
+        # Left open by the test before: refused all the same.
+        assert connections["default"].connection is OPEN["default"]
+        self.kill("default")
+
+
+def test_the_open_connection_was_left_alone(open_db):
+    assert job("default") == 1
+    assert connections["default"].connection is OPEN["default"]
+    connections["default"].close()
+
+
+class WithDatabasesSimpleTests(UsesConnguard, SimpleTestCase):
+    databases = GUARDED
+
+    def test_survives(self):
+        job("default")
+        with self.survives("default"):
+            assert job("default") == 1
+"""
+
+
 @pytest.fixture(autouse=True)
 def _db(servers: dict[str, Any], django_db_blocker: Any) -> Iterator[None]:
     with django_db_blocker.unblock():
@@ -179,7 +278,7 @@ def test_what_cannot_be_ended(vendor: str, connguard_kill: Any) -> None:
 # ##### A user's test run #####
 
 
-def test_a_users_test_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def _user_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, **tests: str) -> None:
     databases = {
         alias: {key: value for key, value in connections.settings[alias].items() if key != "TEST"}
         for alias in (*ALIAS.values(), *STOCK_ALIAS.values())
@@ -187,12 +286,20 @@ def test_a_users_test_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyP
     pytester.makepyfile(
         connguard_user_settings=SETTINGS.format(databases=pprint.pformat(databases)),
         conftest=CONFTEST,
-        test_worker=USER_TESTS,
+        **tests,
     )
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    result = pytester.runpytest_subprocess(
+
+
+def _run(pytester: pytest.Pytester) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
         "--ds=connguard_user_settings", "-p", "no:randomly", "-p", "no:cacheprovider"
     )
+
+
+def test_a_users_test_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user_project(pytester, monkeypatch, test_worker=USER_TESTS)
+    result = _run(pytester)
     result.assert_outcomes(passed=4, failed=6)
     for alias in ("mysql_stock", "postgresql_stock"):
         for fault in ("a kill", "an idle timeout"):
@@ -205,10 +312,34 @@ def test_a_users_test_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyP
     for line in (
         "E*AssertionError: the block never opened a new connection on 'postgresql' after "
         "a kill, so it proves nothing*",
-        "E*FaultError: alias 'default' is inside a transaction (a plain django_db test runs "
-        "in one)*django_db(transaction=True)",
+        "E*FaultError: alias 'default' is inside a transaction (a django.test.TestCase, or a "
+        "plain django_db test, runs each test in one)*django_db(transaction=True)",
     ):
         result.stdout.fnmatch_lines([line])
+
+
+def test_django_test_case_classes(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SimpleTestCase, TestCase and TransactionTestCase, on the running Django: the
+    fixtures work where the alias may be used outside a transaction, and elsewhere
+    fail the test with a FaultError that says why, before touching any connection."""
+    _user_project(pytester, monkeypatch, test_cases=USER_TEST_CASES)
+    result = _run(pytester)
+    result.assert_outcomes(passed=5, failed=5)
+    blocked = "E*FaultError: alias {alias!r} is blocked in this test: Django allows no connection*"
+    for test, message in (
+        ("OneAliasTransactionTests.test_an_alias_left_out", blocked.format(alias="postgresql")),
+        ("NoDatabaseTests.test_kill", blocked.format(alias="default")),
+        ("NoDatabaseTests.test_survives", blocked.format(alias="postgresql")),
+        ("OpenBeforeNoDatabaseTests.test_kill_an_open_connection", blocked.format(alias="default")),
+        (
+            "WorkerTestCaseTests.test_inside_the_test_transaction",
+            "E*FaultError: alias 'default' is inside a transaction (a django.test.TestCase*",
+        ),
+    ):
+        result.stdout.fnmatch_lines([f"_* {test} _*", message])
+    result.stdout.no_fnmatch_line("*ERROR*")
 
 
 def test_the_plugin_loads_without_django() -> None:

@@ -29,7 +29,10 @@ _counters: dict[str, Counter[str]] = {}
 
 def record(alias: str, *keys: str) -> None:
     with _lock:
-        counter = _counters.setdefault(alias, Counter())
+        counter = _counters.get(alias)
+        if counter is None:
+            # Not setdefault(alias, Counter()): that builds a Counter on every call.
+            counter = _counters[alias] = Counter()
         for key in keys:
             counter[key] += 1
 

@@ -2,9 +2,13 @@
 
 Loaded through the ``pytest11`` entry point. Like pytest-django, it imports
 nothing from Django when it loads: the fixtures import Django when they run.
-They need database access, so use them in tests marked
-``@pytest.mark.django_db(transaction=True)``: inside the transaction that a
-plain ``django_db`` test runs in, no connection can be replaced.
+They need database access outside a transaction, so use them in tests marked
+``@pytest.mark.django_db(transaction=True)``, or in a ``TransactionTestCase``
+(or a ``SimpleTestCase`` whose ``databases`` has the alias): inside the
+transaction that a plain ``django_db`` test or a ``TestCase`` runs each test
+in, no connection can be replaced. Where Django blocks the alias, or the test
+runs in a transaction, a fixture fails the test with a ``FaultError`` that
+says so, before it touches any connection.
 """
 
 from __future__ import annotations
@@ -17,6 +21,23 @@ import pytest
 
 DEFAULT_ALIAS = "default"
 _FAULTS = {"kill": "a kill", "expire": "an idle timeout"}
+# The wrapper methods that django.test.SimpleTestCase replaces, on the wrapper
+# itself, for each alias a test case may not use. From Django 6.1 a backend can
+# list more in features.disallowed_simple_test_case_connection_methods.
+_BLOCKED_BY_DJANGO = ("connect", "temporary_connection", "cursor", "chunked_cursor")
+
+
+def _blocked_by_django(wrapper: Any) -> bool:
+    """Whether the running Django test case forbids the alias (SimpleTestCase,
+    or a test case whose ``databases`` leaves it out)."""
+    listed = getattr(wrapper.features, "disallowed_simple_test_case_connection_methods", ())
+    names = {*_BLOCKED_BY_DJANGO, *(name for name, _ in listed)}
+    own = vars(wrapper)
+    # Django puts a callable that raises on the instance, and puts the bound
+    # method back there when the test case ends, so only a stand-in counts.
+    return any(
+        name in own and getattr(own[name], "__self__", None) is not wrapper for name in names
+    )
 
 
 def _connection(alias: str) -> Any:
@@ -25,11 +46,21 @@ def _connection(alias: str) -> Any:
     from connguard import _faults
 
     wrapper = connections[alias]
+    # Checked before anything is opened or ended: a fault must never reach a
+    # connection the test may not use, even one left open by an earlier test.
+    if _blocked_by_django(wrapper):
+        raise _faults.FaultError(
+            f"alias {alias!r} is blocked in this test: Django allows no connection or query on "
+            f"it here (a SimpleTestCase, or a test case whose databases leave {alias!r} out), "
+            f"so its connection can be neither ended nor replaced. Add {alias!r} to the test "
+            "case's databases, on a TransactionTestCase (a TestCase runs each test in a "
+            "transaction)"
+        )
     if wrapper.in_atomic_block:
         raise _faults.FaultError(
-            f"alias {alias!r} is inside a transaction (a plain django_db test runs in one), "
-            "where no connection can be replaced: mark the test "
-            "@pytest.mark.django_db(transaction=True)"
+            f"alias {alias!r} is inside a transaction (a django.test.TestCase, or a plain "
+            "django_db test, runs each test in one), where no connection can be replaced: use "
+            "a TransactionTestCase, or mark the test @pytest.mark.django_db(transaction=True)"
         )
     wrapper.ensure_connection()
     return wrapper

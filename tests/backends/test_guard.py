@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import select
-import time
 from typing import Any
 
 import pytest
@@ -11,8 +10,17 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 import connguard
+from connguard import signals
 from testbed.proxy import Proxy
-from tests.helpers import ALIAS, fileno, kill, make_wrapper, select_one, server_id
+from tests.helpers import (
+    ALIAS,
+    fileno,
+    kill,
+    make_wrapper,
+    receiving,
+    select_one,
+    server_id,
+)
 from tests.testapp.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -66,14 +74,20 @@ def test_busy_connection_costs_no_extra_round_trip(vendor: str, proxy: Proxy) ->
 
 
 def test_validates_after_idle_and_keeps_a_live_connection(vendor: str) -> None:
-    wrapper = make_wrapper(vendor, alias="idle", OPTIONS={"connguard": {"validate_after": 0.2}})
-    select_one(wrapper)
-    first = server_id(wrapper)
-    select_one(wrapper)
-    assert "validations" not in connguard.stats("idle")
-    time.sleep(0.25)
-    select_one(wrapper)
+    # Generous, so that "not yet" holds however slow the machine is; the idle
+    # time past it is set on the guard's clock rather than waited for.
+    wrapper = make_wrapper(vendor, alias="idle", OPTIONS={"connguard": {"validate_after": 30}})
+    with receiving(signals.connection_validated, "idle") as validated:
+        select_one(wrapper)
+        first = server_id(wrapper)
+        select_one(wrapper)
+        assert "validations" not in connguard.stats("idle")
+        assert validated == []
+        wrapper._connguard_last_used -= 31  # idle past validate_after, as far as it can tell
+        select_one(wrapper)
     assert connguard.stats("idle")["validations"] == 1
+    assert [(v["reason"], v["ok"]) for v in validated] == [("idle", True)]
+    assert validated[0]["idle"] >= 31
     assert server_id(wrapper) == first
 
 
@@ -111,10 +125,14 @@ def test_conn_health_checks_validates_after_idle_without_request_signals(vendor:
 
 
 def test_conn_health_checks_conflicts_with_validation_off(vendor: str) -> None:
+    # The wrapper builds (so django.setup() and every management command still run,
+    # and `manage.py check` reports it); its first connect refuses.
+    wrapper = make_wrapper(
+        vendor, CONN_HEALTH_CHECKS=True, OPTIONS={"connguard": {"validate_after": None}}
+    )
     with pytest.raises(ImproperlyConfigured, match="CONN_HEALTH_CHECKS"):
-        make_wrapper(
-            vendor, CONN_HEALTH_CHECKS=True, OPTIONS={"connguard": {"validate_after": None}}
-        )
+        select_one(wrapper)
+    assert wrapper.connection is None
 
 
 # ##### The socket check #####
@@ -233,8 +251,10 @@ def test_options_never_reach_the_driver(vendor: str) -> None:
 
 
 def test_bad_option_names_the_alias_and_the_key(vendor: str) -> None:
+    wrapper = make_wrapper(vendor, alias="bad", OPTIONS={"connguard": {"validate_afer": 5}})
     with pytest.raises(ImproperlyConfigured) as info:
-        make_wrapper(vendor, alias="bad", OPTIONS={"connguard": {"validate_afer": 5}})
+        select_one(wrapper)
+    assert wrapper.connection is None
     assert "'bad'" in str(info.value)
     assert "'validate_afer'" in str(info.value)
     assert "'validate_after'" in str(info.value)

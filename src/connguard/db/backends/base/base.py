@@ -5,36 +5,50 @@ Combine it with any Django backend class, first in the bases::
     class DatabaseWrapper(GuardedWrapperMixin, PostGISDatabaseWrapper):
         pass
 
-It hooks only documented extension points of ``BaseDatabaseWrapper``:
+It overrides methods of ``BaseDatabaseWrapper`` and relies on how Django calls
+them, most of which are private to Django, not documented extension points:
 
-* ``close_if_health_check_failed()``: Django calls it before every cursor and
-  before every ``set_autocommit()`` (so also when ``atomic()`` starts), and
-  nowhere else. It is the one place every use of a connection passes through.
+* ``close_if_health_check_failed()``: Django calls it before every cursor (in
+  ``_cursor()``) and in every ``set_autocommit()`` (so also when ``atomic()``
+  starts, and once inside ``connect()`` itself), and nowhere else. It is the
+  one place every use of a connection passes through.
 * ``wrap_database_errors``: every driver call runs inside it, so it sees every
   error, and every interruption, whichever path it came from.
-* ``execute_wrappers``: one permanent wrapper retries a statement when that is
-  provably safe (``rules.py``).
-* ``connect()``, ``_close()``, ``_commit()``, ``_rollback()``: bookkeeping around
-  Django's own code, which still does the work. Replacing a connection means
-  ``close()`` and then Django's ordinary ``connect()``, so session setup
+* ``make_cursor()`` / ``make_debug_cursor()``: the cursor wrapper Django
+  returns gets a small mixin whose ``_execute_with_wrappers()`` puts the guard
+  innermost, around the driver call, to retry a statement when that is provably
+  safe (``rules.py``), on a new raw cursor assigned to the ``CursorWrapper``.
+  ``execute_wrappers`` stays the user's own list.
+* ``connect()``, ``get_new_connection()``, ``_close()``, ``_commit()``,
+  ``_rollback()``, ``set_autocommit()``, ``_set_autocommit()``: bookkeeping
+  around Django's own code, which still does the work. Replacing a connection
+  means ``close()`` and then Django's ordinary ``connect()``, so session setup
   (isolation level, time zone, role, ``connection_created``) is replayed.
+* Django's state: ``in_atomic_block``, ``autocommit``, ``closed_in_transaction``,
+  ``needs_rollback``, ``errors_occurred``, ``run_on_commit`` and the commit hook
+  flag, and the PostgreSQL backend's ``pool`` and ``_connection_pools``.
+
+Every such assumption is listed in docs/how-it-works.md#django-contract and
+pinned by a test in tests/test_django_contract.py, which fails with the Django
+version and the assumption when a Django release changes one.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import select
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.functional import cached_property
 
 from connguard import _stats as stats
 from connguard import signals
 from connguard._drivers import Driver, driver_for
 from connguard.conf import OPTIONS_KEY, GuardOptions, parse_options
-from connguard.db.backends.base import fork
+from connguard.db.backends.base import fork, pool
 from connguard.db.backends.base.errors import GuardedErrorWrapper
 from connguard.db.backends.base.rules import retry_verdict
 from connguard.exceptions import (
@@ -53,15 +67,24 @@ else:
 
 logger = logging.getLogger("connguard.backends")
 
+_GONE_BEFORE_COMMIT = (
+    "the server had closed the connection before COMMIT was sent, so it rolled the "
+    "transaction back and nothing in it was committed; COMMIT was not sent"
+)
+_LOST_IN_SETUP = (
+    "lost during Django's session setup (init_connection_state() or a connection_created "
+    "receiver), before any statement of yours was sent"
+)
+_CLOSED_IN_TXN = (
+    "the connection was closed inside the transaction (connection.close() in atomic(), or "
+    "an error that closed it), so the server rolled the transaction back and nothing in it "
+    "was committed"
+)
+
 # POLLRDHUP (Linux) reports a FIN from the server even before we read the EOF.
 _RDHUP: int = getattr(select, "POLLRDHUP", 0)
 _POLL_MASK = select.POLLIN | select.POLLPRI | _RDHUP
 _HANGUP = select.POLLHUP | select.POLLERR | select.POLLNVAL | _RDHUP
-
-# A pooled driver connection outlives the wrapper's hold on it: remember when it
-# was last used and what the server's idle limit is, so a checkout neither
-# forgets how long it sat in the pool nor asks the server again.
-_pooled: weakref.WeakKeyDictionary[Any, tuple[float, float | None]] = weakref.WeakKeyDictionary()
 
 
 class GuardedWrapperMixin(_Base):
@@ -73,13 +96,29 @@ class GuardedWrapperMixin(_Base):
     there, because that would silently drop the transaction's work.
     """
 
-    connguard_options: GuardOptions
+    @cached_property
+    def connguard_options(self) -> GuardOptions:
+        """``OPTIONS["connguard"]``, parsed at the first access, then a plain attribute.
+
+        Invalid options must not raise while Django builds the wrapper: it
+        builds ``connections["default"]`` while loading the models, so that
+        would crash ``django.setup()`` and every management command, ``check``
+        included. They raise at the first connect instead (``check_settings()``),
+        and ``connguard.E001`` reports them.
+        """
+        return parse_options(self.alias, self.settings_dict)
+
     _connguard_driver: Driver
     Database: Any  # the DB-API module, set by each vendor backend
+    health_check_enabled: bool  # CONN_HEALTH_CHECKS, set by Django; not in django-stubs
+    pool: Any  # Django's psycopg pool: the PostgreSQL backend only, None without one
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.connguard_options = parse_options(self.alias, self.settings_dict)
+        try:
+            enabled = self.connguard_options.enabled
+        except ImproperlyConfigured:
+            enabled = False  # raised again at the first connect: see connguard_options
         self._connguard_driver = driver_for(self.Database)
         self._connguard_connecting = False
         # Set by a disconnect or an interruption: the connection is replaced at
@@ -92,11 +131,24 @@ class GuardedWrapperMixin(_Base):
         self._connguard_close_at: float | None = None
         self._connguard_server_timeout: float | None = None
         self._connguard_poll: Any = None
-        if self.connguard_options.enabled:
-            self.execute_wrappers.append(self._connguard_execute)
+        # What pool.checkout() learnt of the pooled connection being connected.
+        self._connguard_checked_out: pool.Known | None = None
+        if enabled:
             fork.track(self)
 
+    def check_settings(self) -> None:
+        # The first thing Django's connect() does: invalid options stop the
+        # connection before anything is opened.
+        _ = self.connguard_options
+        super().check_settings()
+
     # ##### Connection lifecycle #####
+
+    def make_cursor(self, cursor: Any) -> Any:
+        return _guard_cursor(super().make_cursor(cursor), self)
+
+    def make_debug_cursor(self, cursor: Any) -> Any:
+        return _guard_cursor(super().make_debug_cursor(cursor), self)
 
     def get_connection_params(self) -> dict[str, Any]:
         params: dict[str, Any] = super().get_connection_params()
@@ -105,26 +157,25 @@ class GuardedWrapperMixin(_Base):
         return params
 
     def connect(self) -> None:
-        for attempt in range(3):
-            self._connguard_connect_once()
-            if attempt == 2 or not (self.connguard_options.enabled and self._connguard_pooled()):
-                return
-            # A pooled connection may have sat idle, or died, in the pool: check
-            # it before first use, as any other use would be.
-            self.close_if_health_check_failed()
-            if self.connection is not None:
-                return
-
-    def _connguard_connect_once(self) -> None:
         self._connguard_connecting = True
         # Dead until connect() completes: if it fails half-way (say in
         # init_connection_state), the half-set-up connection is never reused.
         self._connguard_dead = True
+        self._connguard_checked_out = None
         try:
             super().connect()
         finally:
             self._connguard_connecting = False
         self._connguard_on_connect()
+
+    def get_new_connection(self, conn_params: Any) -> Any:
+        if not (self.connguard_options.enabled and self._connguard_pooled()):
+            return super().get_new_connection(conn_params)
+        # Before Django's connect() sets the connection up or sends
+        # connection_created: nothing of that may see a dead pooled connection.
+        draw = functools.partial(super().get_new_connection, conn_params)
+        raw, self._connguard_checked_out = pool.checkout(self, draw)
+        return raw
 
     def _connguard_on_connect(self) -> None:
         now = time.monotonic()
@@ -134,28 +185,39 @@ class GuardedWrapperMixin(_Base):
         # means "forever".
         max_age = self.settings_dict["CONN_MAX_AGE"]
         self._connguard_close_at = now + max_age if max_age else None
-        self._connguard_poll = self._connguard_make_poll()
-        remembered = None
-        if self._connguard_pooled():
-            remembered = _pooled.get(self.connection)
-            if remembered is None:
-                # Not seen by any wrapper yet: idle since the pool opened it.
-                self._connguard_last_used = getattr(self.connection, "_created_at", now)
-        if remembered is not None:
-            self._connguard_last_used, self._connguard_server_timeout = remembered
+        checked_out, self._connguard_checked_out = self._connguard_checked_out, None
+        if checked_out is not None:
+            self._connguard_last_used, self._connguard_server_timeout, self._connguard_poll = (
+                checked_out
+            )
         else:
-            self._connguard_server_timeout = self._connguard_learn_server_timeout()
+            self._connguard_poll = self._connguard_make_poll(self.connection)
+            try:
+                self._connguard_server_timeout = self._connguard_read_server_timeout(
+                    self.connection, ping=False
+                )
+            except Exception as exc:
+                logger.warning(
+                    "connguard could not read the server idle limit of %r: %s",
+                    self.alias,
+                    exc,
+                    extra={"alias": self.alias},
+                )
+                self._connguard_server_timeout = None
+                if self._connguard_driver.is_disconnect(exc, self.connection):
+                    # Lost already: it stays marked dead, and its next use replaces it.
+                    return
         self._connguard_dead = False
         stats.record(self.alias, stats.CONNECTIONS_OPENED)
 
     def _connguard_pooled(self) -> bool:
         return bool(getattr(self, "pool", None))
 
-    def _connguard_make_poll(self) -> Any:
+    def _connguard_make_poll(self, raw: Any) -> Any:
         if not (self.connguard_options.enabled and self.connguard_options.socket_check):
             return None
         try:
-            fd = self._connguard_driver.fileno(self.connection)
+            fd = self._connguard_driver.fileno(raw)
         except Exception:  # a driver without a usable socket: no socket check
             return None
         if fd is None:
@@ -164,31 +226,34 @@ class GuardedWrapperMixin(_Base):
         poller.register(fd, _POLL_MASK)
         return poller
 
-    def _connguard_learn_server_timeout(self) -> float | None:
+    def _connguard_read_server_timeout(self, raw: Any, *, ping: bool) -> float | None:
+        """The server's idle limit for ``raw``: declared, or read from the server.
+
+        Raises the driver's error if the connection is dead. With ``ping``, a
+        declared limit is confirmed by a ping, so that either way one round trip
+        proves the connection alive.
+        """
         declared = self.connguard_options.server_timeout
         if declared != "auto" or not self.connguard_options.enabled:
+            if ping:
+                self._connguard_driver.ping(raw)
             return declared if declared != "auto" else None
-        try:
-            limit = self._connguard_driver.server_idle_limit(self.connection)
-            if not self.autocommit:
-                # The SELECT opened a transaction; don't hand it to the user.
-                self.connection.commit()
-        except Exception as exc:
-            logger.warning(
-                "connguard could not read the server idle limit of %r: %s",
-                self.alias,
-                exc,
-                extra={"alias": self.alias},
-            )
-            return None
+        limit = self._connguard_driver.server_idle_limit(raw)
+        if not getattr(raw, "autocommit", True) or (raw is self.connection and not self.autocommit):
+            # The SELECT opened a transaction; don't hand it to the user.
+            raw.commit()
         return limit
 
     def _close(self) -> Any:
         if not self._connguard_dead:
             if self.connection is not None and self._connguard_pooled():
-                _pooled[self.connection] = (
-                    self._connguard_last_used,
-                    self._connguard_server_timeout,
+                pool.remember(
+                    self.connection,
+                    (
+                        self._connguard_last_used,
+                        self._connguard_server_timeout,
+                        self._connguard_poll,
+                    ),
                 )
             return super()._close()  # type: ignore[misc]
         if self.connection is not None and self._connguard_pooled():
@@ -214,6 +279,19 @@ class GuardedWrapperMixin(_Base):
                 reason="an earlier error or interruption left the connection unusable inside "
                 "the transaction, so COMMIT was not sent and nothing was committed",
             )
+        poller = self._connguard_poll
+        if poller is not None and self.connection is not None:
+            events = poller.poll(0)
+            if events and events[0][1] & _HANGUP:
+                # The server closed the session before COMMIT was sent (a kill, an
+                # idle-in-transaction timeout): it rolled back, certainly. Say so,
+                # rather than "may or may not have committed".
+                self._connguard_dead = True
+                stats.record(self.alias, stats.DISCONNECTS, stats.TRANSACTIONS_LOST)
+                self._connguard_send(signals.connection_invalidated, "socket_closed")
+                raise TransactionLost(
+                    alias=self.alias, vendor=self.vendor, reason=_GONE_BEFORE_COMMIT
+                )
         self._connguard_in_commit = True
         try:
             return super()._commit()  # type: ignore[misc]
@@ -324,6 +402,31 @@ class GuardedWrapperMixin(_Base):
             "options": dict(vars(self.connguard_options)),
         }
 
+    def connguard_close_reason(self, now: float, *, job_boundary: bool) -> str | None:
+        """Why a job boundary must close this connection, or None to keep it.
+
+        ``connguard.jobs`` asks at each boundary, outside a transaction, with
+        ``now`` from ``time.monotonic()``. ``"error"``: the guard knows it is
+        dead, so no ping. ``"unusable"``: an error occurred and ``is_usable()``
+        fails (a usable one has ``errors_occurred`` cleared). ``"max_age"``:
+        past Django's ``CONN_MAX_AGE`` deadline; with ``CONN_MAX_AGE = 0`` only
+        at a ``job_boundary``, since between a broker's polls it would mean a
+        reconnect per poll.
+        """
+        if self.connection is None:
+            return None
+        if self._connguard_dead:
+            return "error"
+        if self.errors_occurred:
+            if not self.is_usable():
+                return "unusable"
+            self.errors_occurred = False
+        close_at = self.close_at
+        if close_at is not None and now >= close_at:
+            if job_boundary or self.settings_dict["CONN_MAX_AGE"]:
+                return "max_age"
+        return None
+
     # ##### The guard #####
 
     def close_if_health_check_failed(self) -> None:
@@ -338,38 +441,92 @@ class GuardedWrapperMixin(_Base):
         if self.in_atomic_block or not self.autocommit:
             # Never replace a connection under an open transaction: its work
             # would be lost without a word. Refuse a dead one before anything
-            # is sent, since an interrupted one may hold a stale reply.
+            # is sent, since an interrupted one may hold a stale reply; and one
+            # closed inside the block (connection.close() in atomic()), the same
+            # way on every vendor.
             if self._connguard_dead:
                 raise TransactionLost(alias=self.alias, vendor=self.vendor)
+            if self.closed_in_transaction:
+                raise TransactionLost(alias=self.alias, vendor=self.vendor, reason=_CLOSED_IN_TXN)
             return
-        reason: str | None
+        poller = self._connguard_poll
+        events = poller.poll(0) if poller is not None else None
+        close_at, limit = self._connguard_close_at, self._connguard_server_timeout
+        validate_after = self.connguard_options.validate_after
+        if not (
+            self._connguard_dead
+            or events
+            or (close_at is not None and now >= close_at)
+            or (limit is not None and idle >= limit)
+            or (validate_after is not None and idle >= validate_after)
+            or (self.health_check_enabled and not self.health_check_done)
+        ):
+            return  # the busy path: healthy and recently used
         if self._connguard_dead:
-            reason = "error"
-        elif self._connguard_close_at is not None and now >= self._connguard_close_at:
-            reason = "max_age"
-        elif self._connguard_server_timeout is not None and idle >= self._connguard_server_timeout:
-            reason = "server_timeout"
+            reason: str | None = "error"
         else:
-            poller = self._connguard_poll
-            events = poller.poll(0) if poller is not None else None
-            if events:
-                # A hang-up is final. Readable data on an idle connection is an
-                # error packet before a close, or (PostgreSQL) a harmless notice
-                # or notification: ask the server before replacing.
-                if events[0][1] & _HANGUP:
-                    reason = "socket_closed"
-                    self._connguard_send(signals.connection_invalidated, reason)
-                else:
-                    reason = self._connguard_validate("socket_readable")
-            elif (
-                self.connguard_options.validate_after is not None
-                and idle >= self.connguard_options.validate_after
-            ):
-                reason = self._connguard_validate("idle")
-            else:
-                return
+            reason, _ = self._connguard_verdict(self.connection, events, now, idle, close_at, limit)
+        if reason is None and self.health_check_enabled and not self.health_check_done:
+            reason = self._connguard_health_check()
         if reason is not None:
             self._connguard_replace(reason)
+
+    def _connguard_health_check(self) -> str | None:
+        """``CONN_HEALTH_CHECKS``: Django's check, due at the first use after
+        ``close_if_unusable_or_obsolete()`` re-armed it (once per request or job).
+
+        Django's own ``is_usable()`` is a bare ping, which the guard's checks
+        above already cover without a round trip per request, so it is skipped.
+        An ``is_usable()`` of a subclass (say, one that refuses a server that is
+        now a read-only standby) or a test's replacement is asked, as the stock
+        backend would. With a pool, Django leaves the checks to the pool.
+        """
+        self.health_check_done = True
+        is_usable = getattr(self.is_usable, "__func__", None)
+        if self._connguard_pooled() or (
+            is_usable is not None and is_usable.__module__.startswith("django.db.backends.")
+        ):
+            return None
+        stats.record(self.alias, stats.VALIDATIONS)
+        try:
+            usable = self.is_usable()
+        except BaseException:
+            # Half-way through a round trip of unknown length: never reuse it.
+            self._connguard_dead = True
+            raise
+        if usable:
+            return None
+        stats.record(self.alias, stats.VALIDATIONS_FAILED)
+        self._connguard_send(signals.connection_invalidated, "validation_failed")
+        return "validation_failed"
+
+    def _connguard_verdict(
+        self,
+        raw: Any,
+        events: list[tuple[int, int]] | None,
+        now: float,
+        idle: float,
+        close_at: float | None,
+        limit: float | None,
+    ) -> tuple[str | None, bool]:
+        """Why a connection outside a transaction must be replaced (or None), and
+        whether a ping was sent to find out. The checks in the README's order."""
+        if close_at is not None and now >= close_at:
+            return "max_age", False
+        if limit is not None and idle >= limit:
+            return "server_timeout", False
+        if events:
+            # A hang-up is final. Readable data on an idle connection is an
+            # error packet before a close, or (PostgreSQL) a harmless notice
+            # or notification: ask the server before replacing.
+            if events[0][1] & _HANGUP:
+                self._connguard_send(signals.connection_invalidated, "socket_closed")
+                return "socket_closed", False
+            return self._connguard_validate("socket_readable", raw), True
+        validate_after = self.connguard_options.validate_after
+        if validate_after is not None and idle >= validate_after:
+            return self._connguard_validate("idle", raw), True
+        return None, False
 
     def _connguard_send(self, signal: Any, reason: str, **extra: Any) -> None:
         now = time.monotonic()
@@ -384,10 +541,10 @@ class GuardedWrapperMixin(_Base):
             **extra,
         )
 
-    def _connguard_validate(self, why: str) -> str | None:
+    def _connguard_validate(self, why: str, raw: Any) -> str | None:
         stats.record(self.alias, stats.VALIDATIONS)
         try:
-            self._connguard_driver.ping(self.connection)
+            self._connguard_driver.ping(raw)
         except Exception as exc:
             stats.record(self.alias, stats.VALIDATIONS_FAILED)
             self._connguard_send(signals.connection_validated, why, ok=False, error=exc)
@@ -410,6 +567,18 @@ class GuardedWrapperMixin(_Base):
 
     def _connguard_replace(self, reason: str) -> None:
         """Close the connection so that its next use opens a new one, and say so."""
+        self._connguard_announce_replacement(reason)
+        self._connguard_discard()
+        # The caller (_cursor() or set_autocommit()) calls ensure_connection()
+        # next, which opens the replacement through Django's connect().
+
+    def _connguard_checkout_failed(self, reason: str, error: BaseException | None) -> None:
+        """pool.checkout() found a dead pooled connection and discards it."""
+        if error is not None:
+            self._connguard_send(signals.connection_invalidated, reason, error=error)
+        self._connguard_announce_replacement(reason)
+
+    def _connguard_announce_replacement(self, reason: str) -> None:
         logger.info(
             "connguard replaced connection %r (%s) after %.1fs idle, %.1fs old",
             self.alias,
@@ -422,9 +591,6 @@ class GuardedWrapperMixin(_Base):
         recycled = reason in ("max_age", "server_timeout")
         signal = signals.connection_recycled if recycled else signals.connection_replaced
         self._connguard_send(signal, reason)
-        self._connguard_discard()
-        # The caller (_cursor() or set_autocommit()) calls ensure_connection()
-        # next, which opens the replacement through Django's connect().
 
     # ##### Errors and retries #####
 
@@ -442,8 +608,14 @@ class GuardedWrapperMixin(_Base):
             self._connguard_send(signals.connection_invalidated, "disconnect", error=exc)
         self._connguard_dead = True
         stats.record(self.alias, stats.DISCONNECTS)
-        if self._connguard_connecting or self.connection is None:
-            return None
+        if self.connection is None:
+            return None  # the connect itself failed: Django's own error says it best
+        if self._connguard_connecting:
+            # Lost during Django's session setup, or in a connection_created
+            # receiver: classified like any other loss, never retried from here.
+            return ConnectionLost(
+                *exc.args, alias=self.alias, vendor=self.vendor, reason=_LOST_IN_SETUP
+            )
         lost: type[ConnectionLost]
         if self._connguard_in_commit:
             lost = CommitOutcomeUnknown
@@ -470,30 +642,6 @@ class GuardedWrapperMixin(_Base):
             self.alias,
             extra={"alias": self.alias},
         )
-
-    def _connguard_execute(
-        self, execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]
-    ) -> Any:
-        try:
-            return execute(sql, params, many, context)
-        except ConnectionLost as lost:
-            if type(lost) is not ConnectionLost:
-                raise  # inside a transaction: never retried
-            allowed, why = retry_verdict(lost.__cause__, sql, many)
-            if not allowed:
-                stats.record(self.alias, stats.RETRIES_REFUSED)
-                self._connguard_send(signals.retry_refused, why, error=lost.__cause__)
-                logger.warning(
-                    "connguard did not retry a statement on %r: %s",
-                    self.alias,
-                    why,
-                    extra={"alias": self.alias},
-                )
-                raise OutcomeUnknown(
-                    *lost.args, alias=self.alias, vendor=self.vendor, reason=why
-                ) from lost.__cause__
-            self._connguard_send(signals.statement_retried, why, error=lost.__cause__)
-        return self._connguard_retry(execute, sql, params, many, context)
 
     def _connguard_retry(
         self, execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]
@@ -525,3 +673,54 @@ class GuardedWrapperMixin(_Base):
                 vendor=self.vendor,
                 reason="retried once on a fresh connection, and the retry failed too",
             ) from again.__cause__
+
+
+def _execute_guarded(
+    execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    """The permanent execute wrapper; Django passes the wrapper in ``context``."""
+    wrapper: GuardedWrapperMixin = context["connection"]
+    try:
+        return execute(sql, params, many, context)
+    except ConnectionLost as lost:
+        if type(lost) is not ConnectionLost or wrapper._connguard_connecting:
+            raise  # inside a transaction, or during connect(): never retried
+        allowed, why = retry_verdict(lost.__cause__, sql, many)
+        if not allowed:
+            stats.record(wrapper.alias, stats.RETRIES_REFUSED)
+            wrapper._connguard_send(signals.retry_refused, why, error=lost.__cause__)
+            logger.warning(
+                "connguard did not retry a statement on %r: %s",
+                wrapper.alias,
+                why,
+                extra={"alias": wrapper.alias},
+            )
+            raise OutcomeUnknown(
+                *lost.args, alias=wrapper.alias, vendor=wrapper.vendor, reason=why
+            ) from lost.__cause__
+        wrapper._connguard_send(signals.statement_retried, why, error=lost.__cause__)
+    return wrapper._connguard_retry(execute, sql, params, many, context)
+
+
+class _GuardedCursor:
+    """Mixed into the vendor's CursorWrapper class: the guard runs innermost, around
+    the driver call, so user execute_wrappers see one call and execute_wrappers
+    stays the user's list."""
+
+    def _execute_with_wrappers(self, sql: Any, params: Any, many: bool, executor: Any) -> Any:
+        guarded = functools.partial(_execute_guarded, executor)
+        return super()._execute_with_wrappers(sql, params, many, guarded)  # type: ignore[misc]
+
+
+_guarded_classes: dict[type, type] = {}
+
+
+def _guard_cursor(wrapped: Any, wrapper: Any) -> Any:
+    if not wrapper.connguard_options.enabled:
+        return wrapped
+    cls = type(wrapped)
+    guarded = _guarded_classes.get(cls)
+    if guarded is None:
+        guarded = _guarded_classes[cls] = type(f"Guarded{cls.__name__}", (_GuardedCursor, cls), {})
+    wrapped.__class__ = guarded
+    return wrapped
