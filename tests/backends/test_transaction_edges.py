@@ -9,19 +9,10 @@ from django.db import connections, transaction
 
 import connguard
 from connguard.exceptions import TransactionLost
-from tests.helpers import ALIAS, STOCK_ALIAS, kill, select_one, server_id
-from tests.testapp.models import Entry
+from tests.backends.test_safety import entries, insert
+from tests.helpers import ALIAS, kill, select_one, server_id
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
-
-
-def insert(wrapper: Any, note: str) -> None:
-    with wrapper.cursor() as cursor:
-        cursor.execute("INSERT INTO testapp_entry (note) VALUES (%s)", [note])
-
-
-def entries(vendor: str, note: str) -> int:
-    return Entry.objects.using(STOCK_ALIAS[vendor]).filter(note=note).count()
 
 
 def test_killed_while_idle_in_atomic_is_transaction_lost(vendor: str, servers: Any) -> None:
