@@ -411,23 +411,7 @@ def measure_instructions(
     keys = INSTRUCTION_STRATEGIES[:2] if args.smoke else INSTRUCTION_STRATEGIES
     for vendor in vendors:
         spec = {"vendor": vendor, "server": connection_spec(servers[vendor])}
-        per_job = {
-            key: round(
-                instructions.per_job(
-                    {**spec, "strategy": key, "warmup": 50, "seed": 3}, short, long
-                )
-            )
-            for key in keys
-        }
-        base = per_job[UPPER_BOUND]
-        counted[vendor] = {
-            key: {
-                "instructions_per_job": value,
-                "extra_per_job": value - base,
-                "extra_fraction": (value - base) / base,
-            }
-            for key, value in per_job.items()
-        }
+        counted[vendor] = instructions.count(spec, keys, short, long)
         log(f"  instructions counted on {VENDORS[vendor]}")
     return counted
 

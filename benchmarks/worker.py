@@ -18,7 +18,8 @@ Modes:
   the time from the kill to the first successful statement, for connguard and
   for the stock backend's ways to get going again.
 * ``loop``: ``warmup`` then ``jobs`` jobs and nothing else, for
-  ``benchmarks.instructions`` to count under callgrind.
+  ``benchmarks.instructions`` to count under callgrind; with ``bare``, the
+  ``jobs`` are ``with connguard.job(): pass`` after the warm-up.
 
 A ``cpus`` list in the spec pins the process (``benchmarks.pinning``).
 """
@@ -243,6 +244,15 @@ def recovery(spec: dict[str, Any]) -> dict[str, Any]:
 
 def loop(spec: dict[str, Any], strategy: Strategy) -> None:
     job = warmed_job(spec, strategy)
+    if spec.get("bare"):
+        # connguard.job() around nothing, on the warmed-up connection: what
+        # job() itself costs, without the statements around it.
+        import connguard
+
+        for _ in range(spec["jobs"]):
+            with connguard.job():
+                pass
+        return
     for pk in keys(spec["seed"], spec["jobs"]):
         job(pk)
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -80,3 +80,19 @@ def _fresh_stats() -> None:
 def _close_connections() -> Iterator[None]:
     yield
     helpers.close_all()
+
+
+@pytest.fixture
+def max_age() -> Iterator[Callable[[str, Any], None]]:
+    """Set an alias's CONN_MAX_AGE for one test (it applies from the next connect)."""
+    saved: dict[str, Any] = {}
+
+    def set_max_age(alias: str, value: Any) -> None:
+        settings_dict = connections[alias].settings_dict
+        saved.setdefault(alias, settings_dict["CONN_MAX_AGE"])
+        settings_dict["CONN_MAX_AGE"] = value
+        connections[alias].close()
+
+    yield set_max_age
+    for alias, value in saved.items():
+        connections[alias].settings_dict["CONN_MAX_AGE"] = value

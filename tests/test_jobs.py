@@ -26,22 +26,6 @@ from tests.testapp.models import Job
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
 
-@pytest.fixture
-def max_age() -> Iterator[Callable[[str, Any], None]]:
-    """Set an alias's CONN_MAX_AGE for one test (it applies from the next connect)."""
-    saved: dict[str, Any] = {}
-
-    def set_max_age(alias: str, value: Any) -> None:
-        settings_dict = connections[alias].settings_dict
-        saved.setdefault(alias, settings_dict["CONN_MAX_AGE"])
-        settings_dict["CONN_MAX_AGE"] = value
-        connections[alias].close()
-
-    yield set_max_age
-    for alias, value in saved.items():
-        connections[alias].settings_dict["CONN_MAX_AGE"] = value
-
-
 def opened(alias: str) -> int:
     return connguard.stats(alias).get("connections_opened", 0)
 
