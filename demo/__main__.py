@@ -19,6 +19,7 @@ from typing import Any
 import django
 from django.conf import settings
 
+from testbed.project import settings as base
 from testbed.servers import MariaDBServer
 
 # What happens before each job, and what it stands for in production.
@@ -114,22 +115,20 @@ def main() -> int:
     try:
         print(f"MariaDB listening on 127.0.0.1:{server.port}, data in {server.dir}")
         settings.configure(
-            INSTALLED_APPS=["connguard", "demo"],
-            USE_TZ=True,
-            DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+            USE_TZ=base.USE_TZ,
+            TIME_ZONE=base.TIME_ZONE,
+            DEFAULT_AUTO_FIELD=base.DEFAULT_AUTO_FIELD,
+            INSTALLED_APPS=[*base.INSTALLED_APPS, "demo"],
             # Django's defaults: CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False.
             DATABASES={
                 "default": server.settings("django.db.backends.mysql"),
                 "connguard": server.settings("connguard.db.backends.mysql"),
             },
-            LOGGING={
-                "version": 1,
-                "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stdout}},
-                "formatters": {"short": {"format": "     [log] %(name)s: %(message)s"}},
-                "loggers": {"connguard": {"handlers": ["console"], "level": "INFO"}},
-            },
+            # On stdout, between the jobs' lines.
+            LOGGING=base.connguard_logging(
+                "INFO", stream="ext://sys.stdout", fmt="     [log] %(name)s: %(message)s"
+            ),
         )
-        settings.LOGGING["handlers"]["console"]["formatter"] = "short"
         django.setup()
         from django.core.management import call_command
         from django.db import connections

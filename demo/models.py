@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from django.db import models
 
+from testbed.project.models import WorkerRow
 
-class Event(models.Model):
+
+class Event(WorkerRow):
     job = models.IntegerField()
-    worker = models.CharField(max_length=20)
 
     class Meta:
         app_label = "demo"

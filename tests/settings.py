@@ -9,30 +9,15 @@ throwaway servers; the dicts below are updated in place.
 
 from __future__ import annotations
 
-import os
-import sys
+from testbed.project.settings import DEFAULT_AUTO_FIELD, TIME_ZONE, USE_TZ, use_drivers
+from testbed.project.settings import INSTALLED_APPS as BASE_APPS
 
-MYSQL_DRIVER = os.environ.get("CONNGUARD_TEST_MYSQL_DRIVER", "mysqlclient")
-PG_DRIVER = os.environ.get("CONNGUARD_TEST_PG_DRIVER", "psycopg")
+__all__ = ["DEFAULT_AUTO_FIELD", "TIME_ZONE", "USE_TZ"]
 
-if MYSQL_DRIVER == "pymysql":
-    import pymysql
-
-    pymysql.install_as_MySQLdb()
-elif MYSQL_DRIVER != "mysqlclient":
-    raise RuntimeError(f"unknown CONNGUARD_TEST_MYSQL_DRIVER {MYSQL_DRIVER!r}")
-
-if PG_DRIVER == "psycopg2":
-    # Django prefers psycopg 3 when both are installed; hide it.
-    sys.modules["psycopg"] = None  # type: ignore[assignment]
-elif PG_DRIVER != "psycopg":
-    raise RuntimeError(f"unknown CONNGUARD_TEST_PG_DRIVER {PG_DRIVER!r}")
+MYSQL_DRIVER, PG_DRIVER = use_drivers()
 
 SECRET_KEY = "connguard-tests"
-USE_TZ = True
-TIME_ZONE = "UTC"
-INSTALLED_APPS = ["django.contrib.contenttypes", "connguard", "tests.testapp"]
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = [*BASE_APPS, "tests.testapp"]
 
 
 def _alias(engine: str, **extra: object) -> dict[str, object]:

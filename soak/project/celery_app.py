@@ -5,19 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery import Celery
+from testbed.project.celery_app import celery_app
 
-app = Celery(
-    "connguard_soak",
-    broker=f"redis://{os.environ['SOAK_REDIS']}/0",
-    fixups=["connguard.contrib.celery:fixup"],
-)
-app.conf.update(
-    task_default_queue="soak",
-    worker_prefetch_multiplier=1,
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
-)
+app = celery_app("connguard_soak", queue="soak", redis=os.environ["SOAK_REDIS"])
 
 
 @app.task(name="soak.run")

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from django.db import models
 
+from testbed.project.models import WorkerRow
 
-class Row(models.Model):
+
+class Row(WorkerRow):
     """One row per applied write. ``jkey`` is deliberately not unique: a
     unique constraint would turn a duplicate into an error and hide it."""
 
     jkey = models.CharField(max_length=64)
-    worker = models.CharField(max_length=64)
 
     class Meta:
         app_label = "project"

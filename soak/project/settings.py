@@ -6,36 +6,26 @@ SOAK_REDIS      the throwaway Redis, host:port (queues and reports)
 The drivers follow the test suite's variables, so that the soak's smoke test
 runs on whichever pair the suite is testing: CONNGUARD_TEST_MYSQL_DRIVER =
 mysqlclient (default) | pymysql, CONNGUARD_TEST_PG_DRIVER = psycopg (default) |
-psycopg2.
+psycopg2. The rest is testbed/project/settings.py's, shared with the worker
+tests and the demo, but for RQ's queue and the log level.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
-if os.environ.get("CONNGUARD_TEST_MYSQL_DRIVER") == "pymysql":
-    import pymysql
+from testbed.project import settings as base
+from testbed.project.settings import DEFAULT_AUTO_FIELD, TIME_ZONE, USE_TZ
 
-    pymysql.install_as_MySQLdb()
-if os.environ.get("CONNGUARD_TEST_PG_DRIVER") == "psycopg2":
-    # Django prefers psycopg 3 when both are installed; hide it.
-    sys.modules["psycopg"] = None  # type: ignore[assignment]
+__all__ = ["DEFAULT_AUTO_FIELD", "TIME_ZONE", "USE_TZ"]
+
+base.use_drivers()
 
 SECRET_KEY = "connguard-soak"
-USE_TZ = True
-TIME_ZONE = "UTC"
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-DATABASES = json.loads(os.environ["SOAK_DATABASES"])
-REDIS_URL = f"redis://{os.environ['SOAK_REDIS']}/0"
-INSTALLED_APPS = ["django.contrib.contenttypes", "connguard", "django_rq", "soak.project"]
+DATABASES = base.databases("SOAK_DATABASES")
+REDIS_URL = base.redis_url(os.environ["SOAK_REDIS"])
+INSTALLED_APPS = [*base.INSTALLED_APPS, "django_rq", "soak.project"]
 RQ_QUEUES = {"soak": {"URL": REDIS_URL}}
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    # WARNING: retries refused and interruptions, without an INFO line per replacement.
-    "loggers": {"connguard": {"handlers": ["stderr"], "level": "WARNING"}},
-}
+# WARNING: retries refused and interruptions, without an INFO line per replacement.
+LOGGING = base.connguard_logging("WARNING")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from django.db import DatabaseError
 
 from connguard._jobstate import mine, seeded
+from connguard._scope import JobScope
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -28,8 +29,6 @@ class ThreadPoolExecutor(futures.ThreadPoolExecutor):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from connguard.jobs import JobScope  # which imports this module
-
         super().__init__(*args, **kwargs)
         self._connguard_scope = JobScope()
         self._connguard_lock = threading.Lock()

@@ -15,7 +15,7 @@ import select
 import time
 from typing import Any
 
-from connguard._drivers import driver_for
+from connguard._drivers import driver_for, driver_for_error
 
 # A session's own idle limit, lowered for that session only. MySQL counts whole
 # seconds (1 is its minimum); PostgreSQL (14+) takes milliseconds.
@@ -30,6 +30,7 @@ KILL_SQL = {
 # ER_KILL_DENIED_ERROR; SQLSTATE insufficient_privilege.
 _DENIED_MYSQL = 1095
 _DENIED_POSTGRESQL = "42501"
+_DENIED = {"mysql": _DENIED_MYSQL, "postgresql": _DENIED_POSTGRESQL}
 _HANGUP = select.POLLHUP | getattr(select, "POLLRDHUP", 0)
 
 
@@ -100,11 +101,8 @@ def _supported(wrapper: Any) -> None:
 
 
 def _denied(exc: BaseException) -> bool:
-    cause = exc.__cause__ or exc
-    if getattr(cause, "args", None) and cause.args[0] == _DENIED_MYSQL:
-        return True
-    state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-    return bool(state == _DENIED_POSTGRESQL)
+    driver = driver_for_error(exc)
+    return driver is not None and driver.error_code(exc) == _DENIED[driver.vendor]
 
 
 def kill(wrapper: Any, timeout: float = 10.0) -> int:

@@ -8,12 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from django.dispatch import Signal
+
 from connguard import signals
 
 
 @dataclass(frozen=True)
 class Counted:
-    signal: str  # the name in connguard.signals
+    signal: Signal  # one of connguard.signals
     name: str  # the metric's stem: connguard_<name>_total, connguard.<name>
     description: str
     labels: tuple[str, ...]
@@ -21,43 +23,43 @@ class Counted:
 
 COUNTERS = (
     Counted(
-        "connection_validated",
+        signals.connection_validated,
         "validations",
         "Connections pinged before use, by why and by outcome.",
         ("alias", "reason", "outcome"),
     ),
     Counted(
-        "connection_invalidated",
+        signals.connection_invalidated,
         "invalidations",
         "Connections found dead, by how.",
         ("alias", "reason"),
     ),
     Counted(
-        "connection_replaced",
+        signals.connection_replaced,
         "replacements",
         "Dead connections closed so that their next use opens a new one.",
         ("alias", "reason"),
     ),
     Counted(
-        "connection_recycled",
+        signals.connection_recycled,
         "recycles",
         "Healthy connections closed to be reopened (CONN_MAX_AGE, the server's idle limit).",
         ("alias", "reason"),
     ),
     Counted(
-        "statement_retried",
+        signals.statement_retried,
         "retries",
         "Statements run again on a fresh connection.",
         ("alias", "reason"),
     ),
     Counted(
-        "retry_refused",
+        signals.retry_refused,
         "refused_retries",
         "Statements not retried after a disconnect (the log says why).",
         ("alias",),
     ),
     Counted(
-        "fork_detected",
+        signals.fork_detected,
         "forks",
         "Inherited connections dropped in a forked child.",
         ("alias",),
@@ -106,7 +108,7 @@ class Exporter:
     def _receiver(self, spec: Counted) -> Callable[..., None]:
         def receive(sender: Any, **kwargs: Any) -> None:
             self.count(spec, labels(spec.labels, kwargs))
-            if spec.signal == "connection_invalidated":
+            if spec.signal is signals.connection_invalidated:
                 for kind, _ in HISTOGRAMS:
                     self.observe(kind, labels(HISTOGRAM_LABELS, kwargs), kwargs[kind])
 
@@ -114,12 +116,11 @@ class Exporter:
 
     def connect(self) -> None:
         for spec, receiver in self._receivers:
-            signal = getattr(signals, spec.signal)
-            signal.connect(receiver, weak=False, dispatch_uid=(self._uid, spec.signal))
+            spec.signal.connect(receiver, weak=False, dispatch_uid=(self._uid, spec.name))
 
     def disconnect(self) -> None:
         for spec, _ in self._receivers:
-            getattr(signals, spec.signal).disconnect(dispatch_uid=(self._uid, spec.signal))
+            spec.signal.disconnect(dispatch_uid=(self._uid, spec.name))
 
 
 AnExporter = TypeVar("AnExporter", bound=Exporter)

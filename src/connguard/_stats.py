@@ -10,19 +10,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-CONNECTIONS_OPENED = "connections_opened"
-VALIDATIONS = "validations"
-VALIDATIONS_FAILED = "validations_failed"
-DISCONNECTS = "disconnects"
-TRANSACTIONS_LOST = "transactions_lost"
-REPLACED = "replaced"
-RETRIES = "retries"
-RETRIES_REFUSED = "retries_refused"
-INTERRUPTED = "interrupted"
-FORKS = "forks_detected"
-# One counter per replacement reason, e.g. "replaced_socket_closed".
-REPLACED_PREFIX = "replaced_"
-
+# The counters' names: connguard._events.Stat.
 _lock = threading.Lock()
 _counters: dict[str, Counter[str]] = {}
 

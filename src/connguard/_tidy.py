@@ -15,16 +15,13 @@ from typing import TYPE_CHECKING
 from django.db import DatabaseError, connections
 
 from connguard import _jobstate
-from connguard import _stats as stats
+from connguard._events import Event, Reason, emit
+from connguard.db.backends.base.decisions import at_boundary
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
 logger = logging.getLogger("connguard.jobs")
-
-# Counters in connguard.stats(alias): connections closed at a job boundary.
-CLOSED_AT_BOUNDARY = "closed_at_job_boundary"
-CLOSED_AT_BOUNDARY_PREFIX = "closed_at_job_boundary_"
 
 
 def tidy(wrapper: BaseDatabaseWrapper, now: float, job_boundary: bool) -> bool:
@@ -61,31 +58,23 @@ def tidy(wrapper: BaseDatabaseWrapper, now: float, job_boundary: bool) -> bool:
         return False
 
 
-def stock_close_reason(wrapper: BaseDatabaseWrapper, now: float, job_boundary: bool) -> str | None:
+def stock_close_reason(
+    wrapper: BaseDatabaseWrapper, now: float, job_boundary: bool
+) -> Reason | None:
     """What the guard's ``connguard_close_reason()`` decides, for a stock backend."""
-    if wrapper.errors_occurred:
-        if not wrapper.is_usable():
-            return "unusable"
+    max_age_closes = job_boundary or bool(wrapper.settings_dict["CONN_MAX_AGE"])
+    reason, cleared = at_boundary(
+        False, wrapper.errors_occurred, wrapper.is_usable, wrapper.close_at, now, max_age_closes
+    )
+    if cleared:
         wrapper.errors_occurred = False
-    close_at = wrapper.close_at
-    if close_at is not None and now >= close_at:
-        if job_boundary or wrapper.settings_dict["CONN_MAX_AGE"]:
-            return "max_age"
-    return None
+    return reason
 
 
-def close(wrapper: BaseDatabaseWrapper, reason: str) -> None:
-    stats.record(wrapper.alias, CLOSED_AT_BOUNDARY, CLOSED_AT_BOUNDARY_PREFIX + reason)
+def close(wrapper: BaseDatabaseWrapper, reason: Reason) -> None:
     # CONN_MAX_AGE = 0 closes at the end of every job, which is routine.
-    level = logging.DEBUG if reason == "max_age" else logging.INFO
-    if logger.isEnabledFor(level):
-        logger.log(
-            level,
-            "connguard closed connection %r at a job boundary (%s)",
-            wrapper.alias,
-            reason,
-            extra={"alias": wrapper.alias, "reason": reason},
-        )
+    level = logging.DEBUG if reason is Reason.MAX_AGE else logging.INFO
+    emit(Event.CLOSED_AT_BOUNDARY, wrapper, reason, level=level)
     with contextlib.suppress(DatabaseError):
         # Closing a broken connection may fail; Django forgets it either way.
         wrapper.close()

@@ -81,3 +81,29 @@ class CommitOutcomeUnknown(TransactionLost):
         "the transaction may or may not have been committed; a COMMIT is never retried"
     )
     next_step = "the connection is replaced at its next use"
+
+
+# The reasons, beside each class's default, that the guard gives
+# (connguard.db.backends.base.decisions says when).
+GONE_BEFORE_COMMIT = (
+    "the server had closed the connection before COMMIT was sent, so it rolled the "
+    "transaction back and nothing in it was committed; COMMIT was not sent"
+)
+DEAD_BEFORE_COMMIT = (
+    "an earlier error or interruption left the connection unusable inside the "
+    "transaction, so COMMIT was not sent and nothing was committed"
+)
+LOST_IN_SETUP = (
+    "lost during Django's session setup (init_connection_state() or a connection_created "
+    "receiver), before any statement of yours was sent"
+)
+CLOSED_IN_TRANSACTION = (
+    "the connection was closed inside the transaction (connection.close() in atomic(), or "
+    "an error that closed it), so the server rolled the transaction back and nothing in it "
+    "was committed"
+)
+EXECUTEMANY_REFUSAL = (
+    "outcome unknown: executemany() may have applied part of its batch before the "
+    "connection was lost; it is retried only when marked connguard.idempotent()"
+)
+RETRY_FAILED = "retried once on a fresh connection, and the retry failed too"

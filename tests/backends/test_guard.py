@@ -83,7 +83,7 @@ def test_validates_after_idle_and_keeps_a_live_connection(vendor: str) -> None:
         select_one(wrapper)
         assert "validations" not in connguard.stats("idle")
         assert validated == []
-        wrapper._connguard_last_used -= 31  # idle past validate_after, as far as it can tell
+        wrapper._connguard.last_used -= 31  # idle past validate_after, as far as it can tell
         select_one(wrapper)
     assert connguard.stats("idle")["validations"] == 1
     assert [(v["reason"], v["ok"]) for v in validated] == [("idle", True)]
@@ -111,7 +111,7 @@ def test_replaces_a_connection_that_fails_validation(vendor: str, proxy: Proxy) 
 def test_validation_off(vendor: str) -> None:
     wrapper = make_wrapper(vendor, alias="off", OPTIONS={"connguard": {"validate_after": None}})
     select_one(wrapper)
-    wrapper._connguard_last_used -= 3600  # an hour idle, without waiting for it
+    wrapper._connguard.last_used -= 3600  # an hour idle, without waiting for it
     select_one(wrapper)
     assert "validations" not in connguard.stats("off")
 
@@ -119,7 +119,7 @@ def test_validation_off(vendor: str) -> None:
 def test_conn_health_checks_validates_after_idle_without_request_signals(vendor: str) -> None:
     wrapper = make_wrapper(vendor, alias="hc", CONN_HEALTH_CHECKS=True)
     select_one(wrapper)
-    wrapper._connguard_last_used -= 60
+    wrapper._connguard.last_used -= 60
     select_one(wrapper)
     assert connguard.stats("hc")["validations"] == 1
 
@@ -199,9 +199,9 @@ SHORT_IDLE_LIMIT = {
 def test_learns_the_server_idle_limit_and_replaces_without_ping(vendor: str) -> None:
     wrapper = make_wrapper(vendor, alias="limit", OPTIONS=SHORT_IDLE_LIMIT[vendor])
     select_one(wrapper)
-    assert wrapper._connguard_server_timeout == 1.0
+    assert wrapper._connguard.server_timeout == 1.0
     first = server_id(wrapper)
-    wrapper._connguard_last_used -= 1.5  # idle past the limit, without waiting
+    wrapper._connguard.last_used -= 1.5  # idle past the limit, without waiting
     select_one(wrapper)
     assert server_id(wrapper) != first
     stats = connguard.stats("limit")
@@ -217,14 +217,14 @@ def test_postgresql_idle_limit_in_other_units(vendor: str, setting: str, seconds
     options = {"options": f"-c idle_session_timeout={setting}"}
     wrapper = make_wrapper(vendor, alias="limit", OPTIONS=options)
     select_one(wrapper)
-    assert wrapper._connguard_server_timeout == seconds
+    assert wrapper._connguard.server_timeout == seconds
 
 
 def test_default_server_idle_limit(vendor: str) -> None:
     wrapper = make_wrapper(vendor)
     select_one(wrapper)
     # MariaDB's default wait_timeout is 8 hours; PostgreSQL's idle_session_timeout 0 (none).
-    assert wrapper._connguard_server_timeout == (28800.0 if vendor == "mysql" else None)
+    assert wrapper._connguard.server_timeout == (28800.0 if vendor == "mysql" else None)
 
 
 def test_declared_server_timeout_skips_the_query(vendor: str, proxy: Proxy) -> None:
@@ -236,7 +236,7 @@ def test_declared_server_timeout_skips_the_query(vendor: str, proxy: Proxy) -> N
     proxy.reset_counters()
     declared = make_wrapper(vendor, OPTIONS={"connguard": {"server_timeout": 300}}, **over_proxy)
     select_one(declared)
-    assert declared._connguard_server_timeout == 300.0
+    assert declared._connguard.server_timeout == 300.0
     assert proxy.bytes_up < auto_bytes
 
 
@@ -284,4 +284,4 @@ def test_autocommit_off_gets_no_stray_transaction_from_the_guard() -> None:
     raw = wrapper.connection
     status = raw.info.transaction_status if hasattr(raw, "info") else raw.get_transaction_status()
     assert int(status) == 0  # idle: no transaction open
-    assert wrapper._connguard_server_timeout is None
+    assert wrapper._connguard.server_timeout is None

@@ -83,7 +83,7 @@ def test_held_connection_is_validated_after_idle(pooled: Any) -> None:
     with receiving(signals.connection_validated, wrapper.alias) as validated:
         select_one(wrapper)
         assert validated == []
-        wrapper._connguard_last_used -= 31  # held, idle past validate_after
+        wrapper._connguard.last_used -= 31  # held, idle past validate_after
         select_one(wrapper)
     assert connguard.stats(wrapper.alias)["validations"] == 1
     assert [(v["reason"], v["ok"]) for v in validated] == [("idle", True)]
@@ -115,12 +115,12 @@ def test_server_idle_limit_is_read_once_per_pooled_connection(pooled: Any) -> No
     wrapper = pooled()
     wrapper.settings_dict["OPTIONS"]["options"] = "-c idle_session_timeout=60000"
     select_one(wrapper)
-    assert wrapper._connguard_server_timeout == 60.0
+    assert wrapper._connguard.server_timeout == 60.0
     first = wrapper.connection
     wrapper.close()
     select_one(wrapper)
     if wrapper.connection is first:  # the same pooled connection: remembered
-        assert wrapper._connguard_server_timeout == 60.0
+        assert wrapper._connguard.server_timeout == 60.0
 
 
 @pytest.mark.parametrize("guarded", [True, False], ids=["connguard", "stock"])

@@ -13,15 +13,23 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import Error, transaction
+from django.db.backends.signals import connection_created
 
 import connguard
-from connguard.exceptions import CommitOutcomeUnknown, OutcomeUnknown, TransactionLost
+from connguard import signals
+from connguard.exceptions import (
+    CommitOutcomeUnknown,
+    ConnectionLost,
+    OutcomeUnknown,
+    TransactionLost,
+)
 from testbed.proxy import Proxy
 from tests.helpers import (
     ALIAS,
     STOCK_ALIAS,
     kill_while_running,
     make_wrapper,
+    receiving,
     select_one,
     server_id,
 )
@@ -324,4 +332,65 @@ def test_lost_reply_to_autocommit_off_at_atomic_entry(
     with transaction.atomic(using=alias):
         insert(wrapper, "started")
     assert entries(vendor, "started") == 1
+    assert server_id(wrapper) != before
+
+
+# ##### The rules the checks before use leave to the error path #####
+
+# Every check before use off: the dead connection reaches the statement.
+BLIND = {"connguard": {"validate_after": None, "socket_check": False, "server_timeout": None}}
+
+
+def test_a_write_that_never_ran_is_retried(vendor: str, servers: Any) -> None:
+    if vendor == "mysql":
+        pytest.skip(
+            "MariaDB closes an idle session without an error packet, so the client cannot "
+            "tell that a write never ran (MySQL 8.0.24+ sends 4031)"
+        )
+    Job.objects.using(ALIAS[vendor]).create(key="unsent", runs=0)
+    options = {**BLIND, "options": "-c idle_session_timeout=1000"}
+    wrapper = make_wrapper(vendor, alias="safe", OPTIONS=options)
+    select_one(wrapper)
+    servers[vendor].wait_gone(server_id(wrapper))  # the server ended the idle session
+    update = "UPDATE testapp_job SET runs = runs + 1 WHERE key = %s"
+    with receiving(signals.statement_retried, "safe") as retried:
+        if wrapper._connguard_driver.name == "psycopg2":
+            # libpq reports only "server closed the connection unexpectedly",
+            # without the 57P05 that proves it: so the guard cannot know.
+            with pytest.raises(OutcomeUnknown), wrapper.cursor() as cursor:
+                cursor.execute(update, ["unsent"])
+            runs, reasons = 0, []
+        else:
+            with wrapper.cursor() as cursor:
+                cursor.execute(update, ["unsent"])
+            runs, reasons = 1, ["never_executed"]
+    assert [sent["reason"] for sent in retried] == reasons
+    assert Job.objects.using(STOCK_ALIAS[vendor]).get(key="unsent").runs == runs
+
+
+def test_a_retry_that_fails_too_is_connection_lost(vendor: str, proxy: Proxy) -> None:
+    # Declared: no idle-limit query after connect, so the first reply after
+    # connection_created is the retried statement's.
+    wrapper = make_wrapper(
+        vendor, alias="safe", HOST=proxy.host, PORT=str(proxy.port),
+        OPTIONS={"connguard": {"server_timeout": 3600}},
+    )  # fmt: skip
+    select_one(wrapper)
+    before = server_id(wrapper)
+
+    def cut_the_retry(sender: Any, connection: Any, **kwargs: Any) -> None:
+        if connection is wrapper:
+            proxy.cut_next_reply()
+
+    proxy.cut_next_reply()
+    connection_created.connect(cut_the_retry)
+    try:
+        with pytest.raises(ConnectionLost) as lost, wrapper.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection_created.disconnect(cut_the_retry)
+    assert type(lost.value) is ConnectionLost
+    assert "retried once on a fresh connection, and the retry failed too" in str(lost.value)
+    assert connguard.stats("safe")["retries"] == 1
+    assert select_one(wrapper) == 1  # the next use recovers
     assert server_id(wrapper) != before

@@ -63,9 +63,9 @@ def test_kill_between_jobs(vendor: str, servers: Any, sent: Any) -> None:
 def test_validation_and_recycling(vendor: str, sent: Any) -> None:
     wrapper = make_wrapper(vendor, alias="sig", CONN_MAX_AGE=3600)
     select_one(wrapper)
-    wrapper._connguard_last_used -= 30  # idle past validate_after (10 s)
+    wrapper._connguard.last_used -= 30  # idle past validate_after (10 s)
     select_one(wrapper)
-    wrapper._connguard_close_at = 0.0  # older than CONN_MAX_AGE
+    wrapper._connguard.close_at = 0.0  # older than CONN_MAX_AGE
     select_one(wrapper)
     assert names(sent) == [
         ("connection_validated", "idle"),

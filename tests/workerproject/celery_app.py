@@ -5,20 +5,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery import Celery, signals
+from celery import signals
+
+from testbed.project.celery_app import celery_app
 
 SETUP = os.environ.get("CONNGUARD_WORKER_SETUP", "connguard")
 
-app = Celery(
+app = celery_app(
     "connguard_tests",
-    broker=f"redis://{os.environ['CONNGUARD_WORKER_REDIS']}/0",
-    fixups=["connguard.contrib.celery:fixup"] if SETUP == "connguard" else None,
-)
-app.conf.update(
-    task_default_queue="connguard",
-    worker_prefetch_multiplier=1,
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
+    queue="connguard",
+    redis=os.environ["CONNGUARD_WORKER_REDIS"],
+    guarded=SETUP == "connguard",
 )
 if os.environ.get("CONNGUARD_WORKER_DB_REUSE_MAX"):
     # Celery's documented way to keep connections across tasks: close every

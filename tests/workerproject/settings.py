@@ -5,27 +5,33 @@ CONNGUARD_WORKER_REDIS      the throwaway Redis, host:port
 CONNGUARD_WORKER_SETUP      "connguard" (the integration under test) or "stock"
 
 The database drivers come from CONNGUARD_TEST_MYSQL_DRIVER/_PG_DRIVER, as in
-the test process: importing tests.settings applies them.
+the test process. The rest is testbed/project/settings.py's, shared with the soak
+and the demo; below is what only these workers need: the queues' apps and
+settings, guarded or stock.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
-from tests.settings import DEFAULT_AUTO_FIELD, SECRET_KEY, TIME_ZONE, USE_TZ
+from testbed.project import settings as base
+from testbed.project.settings import DEFAULT_AUTO_FIELD, TIME_ZONE, USE_TZ
+
+# The test process's key: django_q checks the signature of the tasks it enqueues.
+from tests.settings import SECRET_KEY
 
 __all__ = ["DEFAULT_AUTO_FIELD", "SECRET_KEY", "TIME_ZONE", "USE_TZ"]
 
-DATABASES = json.loads(os.environ["CONNGUARD_WORKER_DATABASES"])
+base.use_drivers()
+
+DATABASES = base.databases("CONNGUARD_WORKER_DATABASES")
 SETUP = os.environ.get("CONNGUARD_WORKER_SETUP", "connguard")
 REDIS_HOST, REDIS_PORT = os.environ["CONNGUARD_WORKER_REDIS"].split(":")
-REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+REDIS_URL = base.redis_url(os.environ["CONNGUARD_WORKER_REDIS"])
 WORKER_GUARDED = SETUP == "connguard"
 
 INSTALLED_APPS = [
-    "django.contrib.contenttypes",
-    "connguard",
+    *base.INSTALLED_APPS,
     "tests.testapp",
     "django_rq",
     "django_dramatiq",
@@ -37,12 +43,7 @@ INSTALLED_APPS = [
 # django_q's models on MariaDB.
 SILENCED_SYSTEM_CHECKS = ["models.W037"]
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    "loggers": {"connguard": {"handlers": ["stderr"], "level": "INFO"}},
-}
+LOGGING = base.connguard_logging("INFO")
 
 RQ_QUEUES = {"default": {"URL": REDIS_URL}}
 

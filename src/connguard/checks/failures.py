@@ -94,18 +94,19 @@ def classify(exc: BaseException) -> ConnectFailure:
 
 
 def _kind(cause: BaseException) -> str:
-    args = getattr(cause, "args", ())
-    code = args[0] if args and isinstance(args[0], int) else None
+    from connguard._drivers import driver_for_error
+
+    driver = driver_for_error(cause)
+    code = driver.error_code(cause) if driver is not None else None
     text = " ".join(str(cause).split()).lower()
-    if code is not None:  # MySQL/MariaDB
+    if isinstance(code, int):  # MySQL/MariaDB
         if code in _MYSQL_CODES:
             return _MYSQL_CODES[code]
         if code in _MYSQL_SOCKET_CODES:
             return _first_match(_MYSQL_ERRNOS, text) or _MYSQL_SOCKET_CODES[code]
         return OTHER
-    state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-    if state in _SQLSTATES:
-        return _SQLSTATES[state]
+    if code in _SQLSTATES:
+        return _SQLSTATES[code]
     return _first_match(_LIBPQ_MESSAGES, text) or OTHER
 
 

@@ -24,7 +24,7 @@ class OpenTelemetryMetrics(_metrics.Exporter):
         super().__init__()
         meter = meter_provider.get_meter("connguard")
         self.counters = {
-            spec.signal: meter.create_counter(f"connguard.{spec.name}", "1", spec.description)
+            spec.name: meter.create_counter(f"connguard.{spec.name}", "1", spec.description)
             for spec in _metrics.COUNTERS
         }
         self.histograms = {
@@ -38,7 +38,7 @@ class OpenTelemetryMetrics(_metrics.Exporter):
         }
 
     def count(self, spec: _metrics.Counted, labels: dict[str, str]) -> None:
-        self.counters[spec.signal].add(1, labels)
+        self.counters[spec.name].add(1, labels)
 
     def observe(self, kind: str, labels: dict[str, str], seconds: float) -> None:
         self.histograms[kind].record(seconds, labels)

@@ -25,7 +25,7 @@ class PrometheusMetrics(_metrics.Exporter):
         super().__init__()
         self.registry = registry
         self.counters = {
-            spec.signal: Counter(
+            spec.name: Counter(
                 f"connguard_{spec.name}", spec.description, spec.labels, registry=registry
             )
             for spec in _metrics.COUNTERS
@@ -42,7 +42,7 @@ class PrometheusMetrics(_metrics.Exporter):
         }
 
     def count(self, spec: _metrics.Counted, labels: dict[str, str]) -> None:
-        self.counters[spec.signal].labels(**labels).inc()
+        self.counters[spec.name].labels(**labels).inc()
 
     def observe(self, kind: str, labels: dict[str, str], seconds: float) -> None:
         self.histograms[kind].labels(**labels).observe(seconds)

@@ -12,29 +12,13 @@ from typing import Any
 
 from django.core import checks as django_checks
 
-from connguard import _faults, _stats, checks, jobs
+from connguard import _faults, _stats, checks
+from connguard._events import ALL_STATS
 
 REPORT_VERSION = 1
 # Every counter of docs/stats-and-logging.md: always present in "stats", and in
 # the text, 0 when it never moved, so that both have a fixed shape.
-STATS_KEYS = (
-    _stats.CONNECTIONS_OPENED,
-    _stats.VALIDATIONS,
-    _stats.VALIDATIONS_FAILED,
-    _stats.REPLACED,
-    *(
-        _stats.REPLACED_PREFIX + reason
-        for reason in ("error", "max_age", "server_timeout", "socket_closed", "validation_failed")
-    ),
-    _stats.DISCONNECTS,
-    _stats.TRANSACTIONS_LOST,
-    _stats.RETRIES,
-    _stats.RETRIES_REFUSED,
-    _stats.INTERRUPTED,
-    _stats.FORKS,
-    jobs.CLOSED_AT_BOUNDARY,
-    *(jobs.CLOSED_AT_BOUNDARY_PREFIX + reason for reason in ("error", "unusable", "max_age")),
-)
+STATS_KEYS = ALL_STATS
 _CONNECTION_KEYS = ("connected", "dead", "age", "idle", "server_idle_limit")
 
 

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from connguard.db.backends.base.base import GuardedWrapperMixin
+from connguard._events import Event, Reason, emit
 
-_wrappers: weakref.WeakSet[GuardedWrapperMixin] = weakref.WeakSet()
+# The guarded wrappers of this process (GuardedWrapperMixin).
+_wrappers: weakref.WeakSet[Any] = weakref.WeakSet()
 # Inherited driver objects (connections, pools): referenced forever in the
 # child so that no finalizer runs on them while the child lives.
 _orphans: list[Any] = []
 
 
-def track(wrapper: GuardedWrapperMixin) -> None:
+def track(wrapper: Any) -> None:
     _wrappers.add(wrapper)
 
 
@@ -42,6 +42,34 @@ def detach_socket(fd: int | None) -> None:
         pass  # already closed: nothing shared any more
     finally:
         os.close(devnull)
+
+
+def after_fork(wrapper: Any) -> None:
+    """In a forked child: drop the wrapper's inherited connection without any I/O."""
+    raw, wrapper.connection = wrapper.connection, None
+    driver, state = wrapper._connguard_driver, wrapper._connguard
+    if raw is not None:
+        try:
+            fd = driver.fileno(raw)
+        except Exception:
+            fd = None
+        detach_socket(fd)
+        _orphans.append(raw)
+        emit(Event.FORKED, wrapper, Reason.FORK)
+    if wrapper.in_atomic_block:
+        # As Django's close() does inside atomic(): the block must fail.
+        wrapper.closed_in_transaction = wrapper.needs_rollback = True
+    state.poll = None
+    state.dead = False
+    pools = getattr(type(wrapper), "_connection_pools", None)
+    pool = pools.pop(wrapper.alias, None) if pools else None
+    if pool is not None:
+        for pooled in list(getattr(pool, "_pool", ())):
+            try:
+                detach_socket(driver.fileno(pooled))
+            except Exception:
+                pass
+        _orphans.append(pool)
 
 
 def _after_fork_in_child() -> None:

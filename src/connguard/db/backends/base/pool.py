@@ -25,10 +25,10 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from connguard.db.backends.base.base import GuardedWrapperMixin
+from connguard._events import Reason
+from connguard.db.backends.base.decisions import Action, verdict
 
 # What the guard knows of a live pooled connection: when it was last used, the
 # server's idle limit, and the poll object on its socket (made once per
@@ -42,7 +42,7 @@ def remember(raw: Any, known: Known) -> None:
     _known[raw] = known
 
 
-def checkout(wrapper: GuardedWrapperMixin, draw: Callable[[], Any]) -> tuple[Any, Known]:
+def checkout(wrapper: Any, draw: Callable[[], Any]) -> tuple[Any, Known]:
     """Draw connections until one is alive.
 
     Return it, with what the guard knows of it (``Known``). Each dead
@@ -72,7 +72,7 @@ def checkout(wrapper: GuardedWrapperMixin, draw: Callable[[], Any]) -> tuple[Any
     ) from last_error
 
 
-def _inspect(wrapper: GuardedWrapperMixin, raw: Any) -> tuple[Known | None, BaseException | None]:
+def _inspect(wrapper: Any, raw: Any) -> tuple[Known | None, BaseException | None]:
     """(what is known, None) for a live connection; (None, the error, if any) for a dead one."""
     now = time.monotonic()
     known = _known.get(raw)
@@ -83,22 +83,29 @@ def _inspect(wrapper: GuardedWrapperMixin, raw: Any) -> tuple[Known | None, Base
         try:
             limit = wrapper._connguard_read_server_timeout(raw, ping=True)
         except wrapper.Database.Error as exc:
-            wrapper._connguard_checkout_failed("validation_failed", exc)
+            wrapper._connguard_checkout_failed(Reason.VALIDATION_FAILED, exc)
             return None, exc
         return (now, limit, wrapper._connguard_make_poll(raw)), None
     last_used, limit, poller = known
-    wrapper._connguard_idle = idle = now - last_used
+    state = wrapper._connguard
+    state.idle = idle = now - last_used
     events = poller.poll(0) if poller is not None else None
-    reason, pinged = wrapper._connguard_verdict(raw, events, now, idle, None, limit)
+    # A pooled connection has no CONN_MAX_AGE deadline of its own: the pool's max_lifetime.
+    action, reason = verdict(
+        now, idle, None, limit, events, wrapper.connguard_options.validate_after
+    )
+    if action is Action.USE:
+        return known, None
+    reason = wrapper._connguard_settle(action, reason, raw, False)
     if reason is not None:
         del _known[raw]
         wrapper._connguard_checkout_failed(reason, None)
         return None, None
     # A ping (after idle, or on readable data) counts as a use.
-    return (now if pinged else last_used, limit, poller), None
+    return (now, limit, poller), None
 
 
-def _discard(wrapper: GuardedWrapperMixin, raw: Any) -> None:
+def _discard(wrapper: Any, raw: Any) -> None:
     # Closed first, so that the pool discards it instead of lending it again.
     try:
         raw.close()
