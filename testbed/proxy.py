@@ -80,6 +80,19 @@ class Proxy:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
 
+    def retarget(self, host: str, port: int) -> tuple[str, int]:
+        """Send new connections to ``host:port``; return the previous target.
+
+        Open connection pairs stay on the server they were made to, as they do
+        when a load balancer or a virtual IP fails over: only connections that
+        start after this call reach the new server.
+        """
+        with self._lock:
+            # The accept loop reads self.target once per connection, in one
+            # attribute read, so a whole tuple swapped in here is never seen half-made.
+            previous, self.target = self.target, (host, port)
+        return previous
+
     def reset_counters(self) -> None:
         with self._lock:
             self.bytes_up = self.bytes_down = 0

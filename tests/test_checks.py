@@ -35,11 +35,15 @@ def _db(servers: dict[str, Any], django_db_blocker: Any) -> Iterator[None]:
         yield
 
 
-def settings_ids(vendor: str, *, guarded: bool = True, **overrides: Any) -> list[str]:
+def settings_checks(vendor: str, *, guarded: bool = True, **overrides: Any) -> list[Any]:
     with extra_alias("checked", vendor, guarded=guarded, **overrides) as alias:
         info = checks.describe(alias, connections.settings[alias])
         assert info is not None
-        return ids(checks.settings_messages(info))
+        return list(checks.settings_messages(info))
+
+
+def settings_ids(vendor: str, *, guarded: bool = True, **overrides: Any) -> list[str]:
+    return ids(settings_checks(vendor, guarded=guarded, **overrides))
 
 
 def database_ids(vendor: str, *, guarded: bool = True, **overrides: Any) -> list[str]:
@@ -341,13 +345,13 @@ def test_the_checks_read_the_limit_with_the_guards_driver(
 ) -> None:
     seen: list[Any] = []
 
-    def server_idle_limit(self: Driver, connection: Any) -> float:
+    def server_facts(self: Driver, connection: Any) -> tuple[float, None]:
         seen.append(connection)
-        return 42.0
+        return 42.0, None
 
     with extra_alias("checked", vendor, OPTIONS=limited({"server_timeout": 50}, vendor=vendor)):
         driver = type(driver_for(connections["checked"].Database))
-        monkeypatch.setattr(driver, "server_idle_limit", server_idle_limit)
+        monkeypatch.setattr(driver, "server_facts", server_facts)
         (warning,) = checks.check_database(databases=["checked"])
     assert warning.msg.startswith("The server of DATABASES['checked'] ends sessions idle for 42s")
     # A declared server_timeout: the guard itself asked nothing, the check asked once.
@@ -490,7 +494,7 @@ def test_every_check_id_has_a_docs_section() -> None:
     used = set(re.findall(r'id="(connguard\.[EWI]\d{3})"', source))
     documented = set(re.findall(r"^### `(connguard\.[EWI]\d{3})`", docs, re.MULTILINE))
     assert used == documented
-    assert len(used) == 10
+    assert len(used) == 11
 
 
 # ##### Which commands connect (Django 6.1 passes every alias to the checks) #####
@@ -564,3 +568,23 @@ def test_the_checks_modules() -> None:
                     node.module == "connguard"
                     and any(alias.name == "checks" for alias in node.names)
                 ), path.name
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_failover_timeout_longer_than_a_task_time_limit(vendor: str) -> None:
+    waits = {"OPTIONS": {"connguard": {"failover_timeout": 60}}}
+    with override_settings(CELERY_TASK_SOFT_TIME_LIMIT=45, CELERY_TASK_TIME_LIMIT=90):
+        (warning,) = [m for m in settings_checks(vendor, **waits) if m.id == "connguard.W007"]
+        assert warning.msg.startswith(
+            "DATABASES['checked']['OPTIONS']['connguard']['failover_timeout'] is 60s, but "
+            "CELERY_TASK_SOFT_TIME_LIMIT is 45s"
+        )
+        assert warning.hint.endswith("docs/checks.md#connguardw007")
+        # Below the shortest limit, off, or on a replica: nothing to say.
+        for options in ({"failover_timeout": 30}, {"failover_timeout": 0}, {"role": "replica"}):
+            assert "connguard.W007" not in ids(
+                settings_checks(vendor, OPTIONS={"connguard": options})
+            )
+    with override_settings(Q_CLUSTER={"timeout": 20}):
+        assert "connguard.W007" in ids(settings_checks(vendor))  # the default wait, 30 s
+    assert "connguard.W007" not in ids(settings_checks(vendor))  # no limit declared

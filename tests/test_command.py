@@ -99,11 +99,14 @@ def test_status_json_schema(servers: dict[str, Any]) -> None:
             "age",
             "idle",
             "server_idle_limit",
+            "role",
+            "node",
         }
         assert set(STATS_KEYS) <= set(report["stats"])
         assert all(isinstance(value, int) for value in report["stats"].values())
         server = report["server"]
-        assert set(server) == {"reachable", "version", "idle_limits", "failure"}
+        assert set(server) == {"reachable", "version", "role", "idle_limits", "failure"}
+        assert server["role"] == "read-write"
         assert server["reachable"] is True and server["failure"] is None
         assert isinstance(server["version"], str) and server["version"]
         assert set(server["idle_limits"]) == LIMITS[vendor]
@@ -122,6 +125,8 @@ def test_status_json_schema(servers: dict[str, Any]) -> None:
             "validate_after": 10.0,
             "socket_check": True,
             "server_timeout": "auto",
+            "role": "primary",
+            "failover_timeout": 30.0,
         }
         assert (guarded["verdict"], guarded["recommendations"]) == ("ok", [])
         assert stock["guarded"] is False
@@ -232,7 +237,12 @@ def test_status_of_an_unreachable_server(vendor: str) -> None:
         text = run_fails("status", "--database", "down", match="could not read")
     report = json.loads(output)["aliases"]["down"]
     failure = report["server"].pop("failure")
-    assert report["server"] == {"reachable": False, "version": None, "idle_limits": {}}
+    assert report["server"] == {
+        "reachable": False,
+        "version": None,
+        "role": None,
+        "idle_limits": {},
+    }
     assert failure["kind"] == "refused" and failure["summary"] == refused
     assert failure["error"].startswith("OperationalError: ")
     assert report["verdict"] == "error"

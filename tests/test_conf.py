@@ -9,6 +9,7 @@ from django.test import override_settings
 
 from connguard._drivers import driver_for
 from connguard.conf import (
+    DEFAULT_FAILOVER_TIMEOUT,
     DEFAULT_VALIDATE_AFTER,
     GuardOptions,
     ProjectSettings,
@@ -39,6 +40,15 @@ def test_valid_values() -> None:
     assert parse({"server_timeout": "auto", "validate_after": 2.5}).validate_after == 2.5
 
 
+def test_failover_options() -> None:
+    assert GuardOptions().role == "primary"
+    assert GuardOptions().failover_timeout == DEFAULT_FAILOVER_TIMEOUT == 30.0
+    assert parse({"role": "replica", "failover_timeout": 0}) == GuardOptions(
+        role="replica", failover_timeout=0.0
+    )
+    assert parse({"failover_timeout": 120}).failover_timeout == 120.0
+
+
 @pytest.mark.parametrize(
     ("options", "key"),
     [
@@ -55,6 +65,12 @@ def test_valid_values() -> None:
         ({"server_timeout": "never"}, "server_timeout"),
         ({"socket_check": 1}, "socket_check"),
         ({"enabled": "yes"}, "enabled"),
+        ({"role": "writer"}, "role"),
+        ({"role": None}, "role"),
+        ({"failover_timeout": -1}, "failover_timeout"),
+        ({"failover_timeout": None}, "failover_timeout"),
+        ({"failover_timeout": float("inf")}, "failover_timeout"),
+        ({"failover_timeout": "30"}, "failover_timeout"),
     ],
 )
 def test_bad_values_name_alias_key_and_what_is_allowed(

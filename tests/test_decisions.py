@@ -14,7 +14,7 @@ import pymysql
 import connguard
 from connguard._events import Reason
 from connguard.db.backends.base import decisions
-from connguard.db.backends.base.decisions import Action, AutocommitLost, GuardState
+from connguard.db.backends.base.state import Action, AliasState, AutocommitLost, GuardState
 from connguard.exceptions import (
     CLOSED_IN_TRANSACTION,
     DEAD_BEFORE_COMMIT,
@@ -22,6 +22,7 @@ from connguard.exceptions import (
     GONE_BEFORE_COMMIT,
     LOST_IN_SETUP,
     RETRY_FAILED,
+    WRONG_NODE,
     CommitOutcomeUnknown,
     ConnectionLost,
     OutcomeUnknown,
@@ -283,3 +284,68 @@ def test_at_a_boundary_conn_max_age_closes_only_when_it_may() -> None:
     assert boundary(close_at=NOW) == ((Reason.MAX_AGE, False), False)
     assert boundary(close_at=NOW, max_age_closes=False) == ((None, False), False)
     assert boundary(close_at=NOW + 1) == ((None, False), False)
+
+
+# ##### Failover: a node that turned read-only #####
+
+
+def test_a_read_only_refusal_is_a_loss_that_never_ran() -> None:
+    made = state()
+    assert decisions.on_wrong_node(made, NOW, in_transaction=False) == (ConnectionLost, WRONG_NODE)
+    assert made.dead and made.dead_why is Reason.READ_ONLY
+    assert before(made) == (Action.REPLACE, Reason.READ_ONLY)
+    inside = state()
+    assert decisions.on_wrong_node(inside, NOW, in_transaction=True) == (
+        TransactionLost,
+        WRONG_NODE,
+    )
+
+
+def test_a_write_refused_by_a_read_only_node_is_retried_even_in_a_batch() -> None:
+    made = state()
+    decisions.on_wrong_node(made, NOW, in_transaction=False)
+    assert decisions.retry(LOST, made, "INSERT INTO t VALUES (%s)", True, False) == (
+        True,
+        Reason.NEVER_EXECUTED,
+    )
+
+
+def test_one_finding_makes_every_connection_of_the_alias_check_its_node() -> None:
+    shared = AliasState()
+    finder, other = state(shared=shared), state(shared=shared)
+    decisions.connected(finder, NOW, None)
+    decisions.connected(other, NOW, None)
+    assert before(other) is None
+    decisions.on_wrong_node(finder, NOW, in_transaction=False)
+    assert before(other) == (Action.ROLE, Reason.READ_ONLY)
+    assert decisions.after_role(other, False, False) == (Action.USE, None)
+    assert before(other) is None  # known right again: the busy path
+    decisions.on_wrong_node(finder, NOW, in_transaction=False)
+    assert before(other) == (Action.ROLE, Reason.READ_ONLY)
+    assert decisions.after_role(other, True, False) == (Action.REPLACE, Reason.READ_ONLY)
+    assert state(shared=AliasState()).generation == 0  # another alias: untouched
+
+
+def test_an_alias_meant_to_write_refuses_a_read_only_node_at_connect() -> None:
+    assert decisions.refuses_node("primary", True)
+    assert not decisions.refuses_node("primary", False)
+    assert not decisions.refuses_node("primary", None)  # not known: its first refusal tells
+    assert not decisions.refuses_node("replica", True)
+
+
+def test_connects_wait_with_backoff_and_jitter_inside_the_window_only() -> None:
+    shared = AliasState()
+    assert decisions.connect_wait(shared, NOW, 0, 30.0) is None  # no failover under way
+    decisions.open_window(shared, NOW)
+    waits = [
+        decisions.connect_wait(shared, NOW, attempt, 30.0, lambda: 1.0) for attempt in range(8)
+    ]
+    assert waits == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]  # doubling, capped at 2 s
+    assert decisions.connect_wait(shared, NOW, 3, 30.0, lambda: 0.5) == 0.2  # full jitter
+    assert decisions.connect_wait(shared, NOW + 29.5, 9, 30.0, lambda: 1.0) == 0.5  # what is left
+    assert decisions.connect_wait(shared, NOW + 30.0, 0, 30.0) is None  # the window is over
+    assert decisions.connect_wait(shared, NOW, 0, 0.0) is None  # failover_timeout 0: no wait
+    decisions.open_window(shared, NOW + 10)
+    assert shared.failing_since == NOW  # later findings do not extend it
+    decisions.close_window(shared)
+    assert decisions.connect_wait(shared, NOW + 1, 0, 30.0) is None

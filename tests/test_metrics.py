@@ -53,8 +53,10 @@ def test_prometheus(vendor: str, connguard_kill: Any, connguard_expire: Any) -> 
         return registry.get_sample_value(name, {"alias": alias, **labels})
 
     closed = {"reason": "socket_closed"}
-    assert value("connguard_invalidations_total", **closed) == 2
-    assert value("connguard_replacements_total", **closed) == 2
+    # Invalidations and replacements also name the server.
+    at = {**closed, "address": f"127.0.0.1:{connections[alias].settings_dict['PORT']}"}
+    assert value("connguard_invalidations_total", **at) == 2
+    assert value("connguard_replacements_total", **at) == 2
     assert value("connguard_recycles_total", **closed) is None
     for kind in ("idle", "age"):
         assert value(f"connguard_{kind}_seconds_at_invalidation_count", **closed) == 2
@@ -64,12 +66,12 @@ def test_prometheus(vendor: str, connguard_kill: Any, connguard_expire: Any) -> 
     assert value("connguard_idle_seconds_at_invalidation_bucket", le="350.0", **closed) == 2
 
     prometheus.uninstall()
-    assert value("connguard_invalidations_total", **closed) is None
+    assert value("connguard_invalidations_total", **at) is None
     fresh = CollectorRegistry()
     prometheus.install(fresh)
     connguard_kill(alias)
     select_one(connections[alias])
-    labels = {"alias": alias, **closed}
+    labels = {"alias": alias, **at}
     assert fresh.get_sample_value("connguard_invalidations_total", labels) == 1
 
 
@@ -107,9 +109,10 @@ def test_opentelemetry(vendor: str, connguard_kill: Any, connguard_expire: Any) 
     finally:
         provider.shutdown()
     attributes = {"alias": alias, "reason": "socket_closed"}
+    address = f"127.0.0.1:{connections[alias].settings_dict['PORT']}"
     for name in ("connguard.invalidations", "connguard.replacements"):
         (point,) = found[name]
-        assert (dict(point.attributes), point.value) == (attributes, 2)
+        assert (dict(point.attributes), point.value) == ({**attributes, "address": address}, 2)
     (idle,) = found["connguard.idle_at_invalidation"]
     assert dict(idle.attributes) == attributes
     assert idle.count == 2 and idle.sum >= EXPIRED_AFTER[vendor]

@@ -12,7 +12,8 @@ except ImportError:  # hidden in the psycopg2 runs (tests/settings.py)
 
 import connguard
 from connguard._sql import is_read_only
-from connguard.db.backends.base.decisions import GuardState, retry
+from connguard.db.backends.base.decisions import retry
+from connguard.db.backends.base.state import GuardState
 from connguard.disconnects import never_executed
 from connguard.exceptions import EXECUTEMANY_REFUSAL, ConnectionLost, OutcomeUnknown
 

@@ -42,6 +42,8 @@ class Reason(str, enum.Enum):
     # Why a lost statement was safe to run again.
     IDEMPOTENT = "idempotent"
     NEVER_EXECUTED = "never_executed"
+    # A read-only statement (statement_retried), or a read-only node: on an alias
+    # meant to write, a failover's leftover (connection_invalidated, _replaced).
     READ_ONLY = "read_only"
 
     def __str__(self) -> str:
@@ -59,6 +61,7 @@ REPLACE_REASONS = (
     Reason.SERVER_TIMEOUT,
     Reason.SOCKET_CLOSED,
     Reason.VALIDATION_FAILED,
+    Reason.READ_ONLY,
 )
 BOUNDARY_REASONS = (Reason.ERROR, Reason.UNUSABLE, Reason.MAX_AGE)
 
@@ -71,6 +74,7 @@ class Stat(str, enum.Enum):
     VALIDATIONS_FAILED = "validations_failed"
     REPLACED = "replaced"  # and replaced_<reason>
     DISCONNECTS = "disconnects"
+    READ_ONLY_NODES = "read_only_nodes"  # connections found on a read-only node
     TRANSACTIONS_LOST = "transactions_lost"
     RETRIES = "retries"
     RETRIES_REFUSED = "retries_refused"
@@ -140,6 +144,15 @@ class Event(enum.Enum):
     CHECK_FAILED = _Event((Stat.VALIDATIONS, Stat.VALIDATIONS_FAILED), None, None)
     INVALIDATED = _Event((), None, signals.connection_invalidated)
     DISCONNECTED = _Event((Stat.DISCONNECTS,), None, signals.connection_invalidated)
+    WRONG_NODE = _Event(
+        (Stat.READ_ONLY_NODES,),
+        None,
+        signals.connection_invalidated,
+        _backends,
+        logging.WARNING,
+        "connguard found connection %(alias)r on a read-only node (%(address)s): the "
+        "alias's primary has moved; replacing it",
+    )
     # A disconnect on a connection already known dead: counted, not told again.
     DISCONNECTED_AGAIN = _Event((Stat.DISCONNECTS,), None, None)
     INTERRUPTED = _Event(
@@ -211,6 +224,7 @@ def emit(
     idle = state.idle if state is not None else 0.0
     connected_at = state.connected_at if state is not None else 0.0
     age = time.monotonic() - connected_at if connected_at else 0.0
+    address = _address(wrapper)
     if spec.signal is not None:
         spec.signal.send(
             sender=type(wrapper),
@@ -220,6 +234,7 @@ def emit(
             idle=idle,
             age=age,
             error=error,
+            address=address,
             **extra,
         )
     log_level = spec.level if level is None else level
@@ -231,5 +246,23 @@ def emit(
             "age": age,
             "error": error,
             "error_type": type(error).__name__,
+            "address": address,
         }
         spec.logger.log(log_level, spec.message, fields, extra={"alias": alias, "reason": reason})
+
+
+def _address(wrapper: Any) -> str | None:
+    """host:port of the server: the one the connection reached, else the settings'."""
+    driver, raw = getattr(wrapper, "_connguard_driver", None), getattr(wrapper, "connection", None)
+    if driver is not None and raw is not None:
+        try:
+            reached = driver.address(raw)
+        except Exception:  # a closed connection may not say
+            reached = None
+        if reached:
+            return str(reached)
+    settings_dict = getattr(wrapper, "settings_dict", None) or {}
+    host, port = settings_dict.get("HOST") or None, settings_dict.get("PORT") or None
+    if host is None:
+        return None
+    return f"{host}:{port}" if port else str(host)

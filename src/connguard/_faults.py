@@ -55,7 +55,12 @@ def open_wrapper(settings_dict: dict[str, Any], alias: str, *, pool: bool = True
     settings_dict = copy.deepcopy(settings_dict)
     if not pool:
         settings_dict["OPTIONS"].pop("pool", None)
-    return load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, alias)
+    backend = load_backend(settings_dict["ENGINE"]).DatabaseWrapper
+    if hasattr(backend, "connguard_options"):
+        # A probe looks at whatever node answers, and never waits for a failover.
+        options = settings_dict["OPTIONS"].setdefault("connguard", {})
+        options.update(role="replica", failover_timeout=0)
+    return backend(settings_dict, alias)
 
 
 def session_id(wrapper: Any) -> int:

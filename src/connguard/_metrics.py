@@ -31,14 +31,14 @@ COUNTERS = (
     Counted(
         signals.connection_invalidated,
         "invalidations",
-        "Connections found dead, by how.",
-        ("alias", "reason"),
+        "Connections found dead (or on a read-only node), by how and by server.",
+        ("alias", "reason", "address"),
     ),
     Counted(
         signals.connection_replaced,
         "replacements",
-        "Dead connections closed so that their next use opens a new one.",
-        ("alias", "reason"),
+        "Dead connections closed so that their next use opens a new one, by why and by server.",
+        ("alias", "reason", "address"),
     ),
     Counted(
         signals.connection_recycled,
@@ -88,6 +88,7 @@ def labels(names: tuple[str, ...], kwargs: dict[str, Any]) -> dict[str, str]:
         "alias": kwargs["alias"],
         "reason": kwargs["reason"],
         "outcome": "ok" if kwargs.get("ok") else "failed",
+        "address": kwargs.get("address") or "",
     }
     return {name: str(values[name]) for name in names}
 

@@ -32,6 +32,17 @@ MIDDLEBOX_KEY = "MIDDLEBOX_IDLE_TIMEOUT"
 # and nothing at all for a connection used more often than every T seconds.
 DEFAULT_VALIDATE_AFTER = 10.0
 
+# Why 30 seconds: how long a failover or a restart keeps an alias from taking
+# writes. Patroni's defaults (ttl 30, loop_wait 10) promote a replica within
+# about 30 s of an unplanned loss, a planned switchover in a few seconds; Aurora
+# and RDS Multi-AZ report 30 s and less for most failovers; a restart of a
+# small server takes a few seconds. Past 30 s, a request or a short job is
+# better off failing with a clear error than waiting longer: raise it for
+# longer failovers, and keep it below the task queue's time limit
+# (connguard.W005 says when it is not).
+DEFAULT_FAILOVER_TIMEOUT = 30.0
+ROLES = ("primary", "replica")
+
 
 @dataclass(frozen=True)
 class GuardOptions:
@@ -41,6 +52,10 @@ class GuardOptions:
     validate_after: float | None = DEFAULT_VALIDATE_AFTER
     socket_check: bool = True
     server_timeout: float | Literal["auto"] | None = "auto"
+    # "primary": the alias writes, so a read-only node is the wrong node, a
+    # failover's leftover; "replica": read-only is what it is meant to be.
+    role: Literal["primary", "replica"] = "primary"
+    failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT
 
 
 _ALLOWED: dict[str, str] = {
@@ -49,6 +64,10 @@ _ALLOWED: dict[str, str] = {
     "socket_check": "True or False",
     "server_timeout": '"auto" (read it from the server at connect), a finite number of '
     "seconds > 0, or None (no server idle limit)",
+    "role": '"primary" (the alias writes: a read-only node is a failover\'s leftover) or '
+    '"replica" (read-only is expected)',
+    "failover_timeout": "a finite number of seconds >= 0 to wait for a failover or a restart "
+    "to end (0: do not wait)",
 }
 
 
@@ -111,6 +130,13 @@ def parse_options(alias: str, settings_dict: Mapping[str, Any]) -> GuardOptions:
             values["server_timeout"] = value
         else:
             values["server_timeout"] = _seconds(alias, "server_timeout", value, allow_zero=False)
+    if "role" in raw:
+        if raw["role"] not in ROLES:
+            raise _error(alias, "role", raw["role"])
+        values["role"] = raw["role"]
+    if "failover_timeout" in raw:
+        value = raw["failover_timeout"]
+        values["failover_timeout"] = _seconds(alias, "failover_timeout", value, allow_zero=True)
     options = GuardOptions(**values)
     if options.validate_after is None and settings_dict.get("CONN_HEALTH_CHECKS"):
         raise ImproperlyConfigured(

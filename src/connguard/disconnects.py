@@ -8,6 +8,11 @@ flags decide; message text is used only for errors that carry no code at all.
 A disconnect marks the connection dead at once, so it is replaced at its next
 use outside a transaction. Anything else (a syntax error, a lock wait timeout,
 ``KILL QUERY``) leaves the connection alone.
+
+A node that refuses writes because it is read-only (``is_wrong_node()``:
+MySQL 1290 about read-only, 1836, Galera's 1047; PostgreSQL 25006 on a node
+that reports itself read-only) is, on an alias meant to write, a disconnect of
+its own kind: a failover's leftover, and the statement never ran.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from connguard._drivers import (
     MYSQL_DISCONNECT_MESSAGES,
     MYSQL_NEVER_EXECUTED_CODES,
     MYSQL_NEVER_EXECUTED_MESSAGES,
+    MYSQL_READ_ONLY_CODES,
     POSTGRESQL_DISCONNECT_MESSAGES,
     POSTGRESQL_DISCONNECT_SQLSTATE_CLASS,
     POSTGRESQL_DISCONNECT_SQLSTATES,
     POSTGRESQL_NEVER_EXECUTED_MESSAGES,
     POSTGRESQL_NEVER_EXECUTED_SQLSTATES,
+    POSTGRESQL_READ_ONLY_SQLSTATE,
     MySQLDriver,
     PostgreSQLDriver,
     driver_for_error,
@@ -34,14 +41,17 @@ __all__ = [
     "MYSQL_DISCONNECT_MESSAGES",
     "MYSQL_NEVER_EXECUTED_CODES",
     "MYSQL_NEVER_EXECUTED_MESSAGES",
+    "MYSQL_READ_ONLY_CODES",
     "POSTGRESQL_DISCONNECT_MESSAGES",
     "POSTGRESQL_DISCONNECT_SQLSTATES",
     "POSTGRESQL_DISCONNECT_SQLSTATE_CLASS",
     "POSTGRESQL_NEVER_EXECUTED_MESSAGES",
     "POSTGRESQL_NEVER_EXECUTED_SQLSTATES",
+    "POSTGRESQL_READ_ONLY_SQLSTATE",
     "is_disconnect",
     "is_mysql_disconnect",
     "is_postgresql_disconnect",
+    "is_wrong_node",
     "never_executed",
 ]
 
@@ -78,3 +88,14 @@ def never_executed(exc: BaseException) -> bool:
     """
     driver = driver_for_error(exc)
     return driver is not None and driver.never_executed(exc)
+
+
+def is_wrong_node(exc: BaseException, connection: Any = None) -> bool:
+    """True if the server refused the statement because the node is read-only.
+
+    ``connection`` (PostgreSQL): the driver connection the error came from, whose
+    reported parameters tell a read-only node from a read-only transaction the
+    application asked for; without it, a 25006 is never the wrong node.
+    """
+    driver = driver_for_error(exc)
+    return driver is not None and driver.is_wrong_node(exc, connection)

@@ -107,3 +107,30 @@ EXECUTEMANY_REFUSAL = (
     "connection was lost; it is retried only when marked connguard.idempotent()"
 )
 RETRY_FAILED = "retried once on a fresh connection, and the retry failed too"
+WRONG_NODE = (
+    "not run: the node refused it because it is read-only, so the alias's primary has moved "
+    "(a failover or a switchover)"
+)
+
+
+class FailoverTimeout(ConnectionLost):
+    """No writable node answered within the alias's ``failover_timeout``.
+
+    Raised when a connection to an alias meant to write keeps landing on a
+    read-only node, or keeps being refused, after the guard found the alias's
+    node read-only. Names the alias, the node and how long it waited.
+    """
+
+    default_reason = "no writable node took the connection"
+    next_step = "the next use tries again"
+
+    def __init__(
+        self, *args: Any, alias: str = "", vendor: str = "", node: str = "", waited: float = 0.0,
+        failover_timeout: float = 0.0,
+    ) -> None:  # fmt: skip
+        self.node, self.waited, self.failover_timeout = node, waited, failover_timeout
+        reason = (
+            f"no writable node at {node or 'its address'} after waiting {waited:.1f}s "
+            f"(failover_timeout {failover_timeout:g}s)"
+        )
+        super().__init__(*args, alias=alias, vendor=vendor, reason=reason)

@@ -15,6 +15,9 @@ arguments:
     Seconds since the connection was opened.
 ``error``
     The exception involved, or ``None``.
+``address``
+    ``host:port`` of the server the connection reached (else the alias's
+    settings'), or ``None``.
 
 They are sent only on events, never on the per-use fast path, so a receiver
 costs nothing while connections are healthy. With no receivers, sending is a
@@ -30,13 +33,14 @@ from django.dispatch import Signal
 connection_validated = Signal()
 
 #: A connection was found dead. ``reason``: ``"disconnect"`` (a driver error),
-#: ``"interrupted"`` (an exception escaped a driver call), ``"socket_closed"``
-#: or ``"validation_failed"``.
+#: ``"interrupted"`` (an exception escaped a driver call), ``"socket_closed"``,
+#: ``"validation_failed"``, or ``"read_only"`` (on a read-only node, on an alias
+#: meant to write: a failover's leftover).
 connection_invalidated = Signal()
 
 #: A dead connection was closed so that its next use opens a new one (through
 #: Django's ``connect()``). ``reason``: ``"error"``, ``"socket_closed"``,
-#: ``"validation_failed"``.
+#: ``"validation_failed"``, ``"read_only"``.
 connection_replaced = Signal()
 
 #: A healthy connection was closed to be reopened, as ``pool_recycle`` does.

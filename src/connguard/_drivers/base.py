@@ -30,7 +30,8 @@ class Driver:
     # The DB-API module, as it is imported: driver_for() knows a backend by it,
     # driver_for_error() an error by its Error class.
     module = ""
-    # One query that returns the session's idle limit in seconds (0 = none).
+    # One query that returns the session's idle limit in seconds (0 = none) and,
+    # where a second column is given, whether the node is read-only.
     server_idle_sql = ""
     # Matched against the lowercased text of errors that carry no code.
     disconnect_messages: tuple[str, ...] = ()
@@ -71,6 +72,43 @@ class Driver:
     def never_executed_code(self, code: int | str, exc: BaseException) -> bool:
         return False
 
+    def is_wrong_node(self, exc: BaseException, connection: Any = None) -> bool:
+        """True if the server refused the statement because the node is read-only,
+        and the application did not ask for that: on an alias meant to write,
+        a failover's leftover. The statement never ran."""
+        return False
+
+    def connect_retryable(self, exc: BaseException) -> bool:
+        """True if a failed connect may succeed soon: refused, starting up,
+        shutting down, full. Not for a wrong password or an unknown database."""
+        exc = driver_error(exc)
+        code = self.error_code(exc)
+        if code is None:
+            return _mentions(exc, self.connect_retry_messages)
+        return code in self.connect_retry_codes
+
+    connect_retry_codes: frozenset[int | str] = frozenset()
+    connect_retry_messages: tuple[str, ...] = ()
+
+    def node_read_only(self, connection: Any) -> bool | None:
+        """Whether the node is read-only, as far as the connection knows without a
+        round trip (PostgreSQL's parameter status); None: not known."""
+        return None
+
+    def server_facts(self, connection: Any) -> tuple[float | None, bool | None]:
+        """The session's idle limit and whether the node is read-only, in one round trip."""
+        row = self._fetch(connection, self.server_idle_sql)
+        limit = None
+        if row is not None and row[0] is not None:
+            seconds = self.seconds(row[0])
+            limit = seconds if seconds > 0 else None
+        read_only = bool(row[1]) if row is not None and len(row) > 1 else None
+        return limit, self.node_read_only(connection) if read_only is None else read_only
+
+    def address(self, connection: Any) -> str | None:
+        """host:port of the server the connection reached, if the driver says."""
+        return None
+
     def fileno(self, connection: Any) -> int | None:
         fd = connection.fileno()
         return int(fd) if fd is not None and fd >= 0 else None
@@ -80,16 +118,16 @@ class Driver:
         raise NotImplementedError
 
     def server_idle_limit(self, connection: Any) -> float | None:
+        return self.server_facts(connection)[0]
+
+    @staticmethod
+    def _fetch(connection: Any, sql: str) -> Any:
         cursor = connection.cursor()
         try:
-            cursor.execute(self.server_idle_sql)
-            row = cursor.fetchone()
+            cursor.execute(sql)
+            return cursor.fetchone()
         finally:
             cursor.close()
-        if row is None or row[0] is None:
-            return None
-        seconds = self.seconds(row[0])
-        return seconds if seconds > 0 else None
 
     def seconds(self, value: Any) -> float:
         return float(value)

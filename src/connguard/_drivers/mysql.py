@@ -37,12 +37,32 @@ MYSQL_DISCONNECT_MESSAGES: tuple[str, ...] = (
 MYSQL_NEVER_EXECUTED_CODES: frozenset[int] = frozenset({2006, 4031})
 MYSQL_NEVER_EXECUTED_MESSAGES: tuple[str, ...] = ("already closed",)
 
+# A node that refuses writes: a failover's leftover on an alias meant to write.
+# Each refuses the statement before it runs. 1290 (ER_OPTION_PREVENTS_STATEMENT)
+# is also --secure-file-priv, --skip-grant-tables and others, so only with a
+# read-only option in its message; 1047 (ER_UNKNOWN_COM_ERROR) is also "Unknown
+# command", so only from Galera (WSREP).
+MYSQL_READ_ONLY_CODES: dict[int, tuple[str, ...]] = {
+    1290: ("--read-only", "--super-read-only", "read-only option", "read_only option"),
+    1836: (),  # ER_READ_ONLY_MODE: "Running in read-only mode"
+    1047: ("wsrep",),  # "WSREP has not yet prepared node for application use"
+}
+
+# Connects that may succeed soon: refused or unreachable (2002, 2003), lost in
+# the handshake (2013), a server shutting down (1053) or full (1040, 1203).
+MYSQL_CONNECT_RETRY_CODES: frozenset[int] = frozenset({1040, 1053, 1203, 2002, 2003, 2006, 2013})
+
 
 class MySQLDriver(Driver):
     vendor = "mysql"
-    server_idle_sql = "SELECT @@session.wait_timeout"
+    # Both read_only and innodb_read_only refuse writes (read_only only a
+    # non-SUPER user's: the check cannot tell, so it says what the node is).
+    server_idle_sql = (
+        "SELECT @@session.wait_timeout, @@global.read_only OR @@global.innodb_read_only"
+    )
     disconnect_messages = MYSQL_DISCONNECT_MESSAGES
     never_executed_messages = MYSQL_NEVER_EXECUTED_MESSAGES
+    connect_retry_codes = frozenset(MYSQL_CONNECT_RETRY_CODES)
 
     def error_code(self, exc: BaseException) -> int | None:
         exc = driver_error(exc)
@@ -54,7 +74,24 @@ class MySQLDriver(Driver):
         return code in MYSQL_DISCONNECT_CODES or self._no_socket(code, exc)
 
     def never_executed_code(self, code: int | str, exc: BaseException) -> bool:
-        return code in MYSQL_NEVER_EXECUTED_CODES or self._no_socket(code, exc)
+        return (
+            code in MYSQL_NEVER_EXECUTED_CODES
+            or self._no_socket(code, exc)
+            or self._read_only_refusal(code, exc)
+        )
+
+    def is_wrong_node(self, exc: BaseException, connection: Any = None) -> bool:
+        exc = driver_error(exc)
+        code = self.error_code(exc)
+        return code is not None and self._read_only_refusal(code, exc)
+
+    @staticmethod
+    def _read_only_refusal(code: int | str, exc: BaseException) -> bool:
+        texts = MYSQL_READ_ONLY_CODES.get(code) if isinstance(code, int) else None
+        if texts is None:
+            return False
+        message = str(exc).lower()
+        return not texts or any(text in message for text in texts)
 
     @staticmethod
     def _no_socket(code: int | str, exc: BaseException) -> bool:
@@ -83,6 +120,10 @@ class PyMySQLDriver(MySQLDriver):
     def fileno(self, connection: Any) -> int | None:
         sock = getattr(connection, "_sock", None)
         return None if sock is None else int(sock.fileno())
+
+    def address(self, connection: Any) -> str | None:
+        host, port = getattr(connection, "host", None), getattr(connection, "port", None)
+        return f"{host}:{port}" if host else None
 
     def ping(self, connection: Any) -> None:
         # COM_PING; reconnect=False because a driver-level reconnect would skip

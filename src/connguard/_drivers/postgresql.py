@@ -52,6 +52,41 @@ POSTGRESQL_NEVER_EXECUTED_MESSAGES: tuple[str, ...] = (
 )
 
 
+# 25006 read_only_sql_transaction: a write on a hot standby, or on a primary
+# whose default_transaction_read_only is on. The server refused the statement.
+POSTGRESQL_READ_ONLY_SQLSTATE = "25006"
+
+# Connects that may succeed soon: 57P03 cannot_connect_now (starting up,
+# shutting down, in recovery), 53300 too_many_connections, 08 connection
+# exceptions; libpq's refusals, which carry no SQLSTATE.
+POSTGRESQL_CONNECT_RETRY_SQLSTATES: frozenset[str] = frozenset(
+    {"57P03", "53300", "08000", "08001", "08006"}
+)
+POSTGRESQL_CONNECT_RETRY_MESSAGES: tuple[str, ...] = (
+    "connection refused",
+    "could not connect to server",
+    "server closed the connection unexpectedly",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "sorry, too many clients already",
+    "no such file or directory",  # a Unix socket not there yet
+)
+
+
+def _parameter(connection: Any, name: str) -> str | None:
+    """A parameter the server reports (ParameterStatus), read without a round trip."""
+    info = getattr(connection, "info", None)
+    getter = getattr(info, "parameter_status", None) or getattr(
+        connection, "get_parameter_status", None
+    )
+    if getter is None:
+        return None
+    value = getter(name)
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _connection_flag(connection: Any) -> bool:
     if connection is None:
         return False
@@ -87,7 +122,33 @@ class PostgreSQLDriver(Driver):
         )
 
     def never_executed_code(self, code: int | str, exc: BaseException) -> bool:
-        return code in POSTGRESQL_NEVER_EXECUTED_SQLSTATES
+        return code in POSTGRESQL_NEVER_EXECUTED_SQLSTATES or code == POSTGRESQL_READ_ONLY_SQLSTATE
+
+    connect_retry_codes = frozenset(POSTGRESQL_CONNECT_RETRY_SQLSTATES)
+    connect_retry_messages = POSTGRESQL_CONNECT_RETRY_MESSAGES
+
+    def is_wrong_node(self, exc: BaseException, connection: Any = None) -> bool:
+        # A read-only transaction the application asked for (SET TRANSACTION
+        # READ ONLY, the driver's read_only session flag) refuses writes with the
+        # same 25006: only a node that reports itself read-only is the wrong node.
+        if self.error_code(exc) != POSTGRESQL_READ_ONLY_SQLSTATE or connection is None:
+            return False
+        asked = getattr(connection, "read_only", None) or getattr(connection, "readonly", None)
+        return not asked and bool(self.node_read_only(connection))
+
+    def node_read_only(self, connection: Any) -> bool | None:
+        # PostgreSQL 14+ reports both at connect and whenever they change
+        # (GUC_REPORT): a standby, or a primary made read-only.
+        standby = _parameter(connection, "in_hot_standby")
+        default = _parameter(connection, "default_transaction_read_only")
+        if standby is None and default is None:
+            return None
+        return "on" in (standby, default)
+
+    def address(self, connection: Any) -> str | None:
+        info = getattr(connection, "info", None)
+        host, port = getattr(info, "host", None), getattr(info, "port", None)
+        return f"{host}:{port}" if host else None
 
     def seconds(self, value: Any) -> float:
         return pg_time_setting(str(value))

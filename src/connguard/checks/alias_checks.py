@@ -1,11 +1,12 @@
-"""The checks of one alias that need no database: E001, E002, E003, W001, I001, and
-W004 for a declared idle limit."""
+"""The checks of one alias that need no database: E001, E002, E003, W001, I001,
+W004 for a declared idle limit, and W007."""
 
 from __future__ import annotations
 
 from django.core import checks
 
 from connguard.checks.aliases import GUARDED_ENGINES, VENDORS, AliasInfo
+from connguard.checks.failover_checks import failover_messages
 from connguard.checks.hints import hint, key
 from connguard.checks.middlebox import (
     guard_past_middlebox,
@@ -58,7 +59,7 @@ def settings_messages(info: AliasInfo) -> list[checks.CheckMessage]:
                 messages += guard_past_middlebox(info, middlebox, declared, "server_timeout")
         else:
             messages += unguarded_past_middlebox(info, middlebox)
-    return messages
+    return messages + failover_messages(info)
 
 
 def _engine_error(info: AliasInfo) -> checks.CheckMessage:

@@ -43,6 +43,7 @@ class ServerInfo:
     idle_limit: float | None
     version: str | None = None  # read with details=True only
     other_limits: dict[str, float | None] = field(default_factory=dict)
+    read_only: bool | None = None  # the node refuses writes (None: not known)
 
     @property
     def limits(self) -> dict[str, float | None]:
@@ -67,9 +68,9 @@ def read_server(connection: Any, *, details: bool = False) -> ServerInfo:
     with connection.temporary_connection():
         raw = connection.connection
         with connection.wrap_database_errors:
-            limit = driver.server_idle_limit(raw)
+            limit, read_only = driver.server_facts(raw)
             row = _fetch(raw, _DETAILS_SQL[vendor]) if details else None
-    info = ServerInfo(IDLE_LIMIT_NAMES[vendor], limit)
+    info = ServerInfo(IDLE_LIMIT_NAMES[vendor], limit, read_only=read_only)
     if row is None:
         return info
     version, other = row
@@ -79,6 +80,7 @@ def read_server(connection: Any, *, details: bool = False) -> ServerInfo:
         limit,
         str(version),
         {_DETAIL_NAMES[vendor]: seconds if seconds > 0 else None},
+        read_only,
     )
 
 

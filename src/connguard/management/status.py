@@ -19,7 +19,7 @@ REPORT_VERSION = 1
 # Every counter of docs/stats-and-logging.md: always present in "stats", and in
 # the text, 0 when it never moved, so that both have a fixed shape.
 STATS_KEYS = ALL_STATS
-_CONNECTION_KEYS = ("connected", "dead", "age", "idle", "server_idle_limit")
+_CONNECTION_KEYS = ("connected", "dead", "age", "idle", "server_idle_limit", "role", "node")
 
 
 def _level(message: django_checks.CheckMessage) -> str:
@@ -104,6 +104,7 @@ def _read_server(report: dict[str, Any], info: checks.AliasInfo) -> list[Any]:
         report["server"] = {
             "reachable": False,
             "version": None,
+            "role": None,
             "idle_limits": {},
             "failure": {"kind": failure.kind, "summary": failure.summary, "error": failure.error},
         }
@@ -114,10 +115,16 @@ def _read_server(report: dict[str, Any], info: checks.AliasInfo) -> list[Any]:
     report["server"] = {
         "reachable": True,
         "version": server.version,
+        # What the node is now: "read-write", "read-only" (a standby, or a demoted
+        # primary: on an alias meant to write, the guard moves off it), or None.
+        "role": None if server.read_only is None else _ROLES[server.read_only],
         "idle_limits": server.limits,
         "failure": None,
     }
     return checks.server_messages(info, server)
+
+
+_ROLES = {True: "read-only", False: "read-write"}
 
 
 def _seconds(value: float | None) -> str:
@@ -163,7 +170,8 @@ def render(report: dict[str, Any]) -> list[str]:
         summary = server["failure"]["summary"]
         lines.append(f"  server       not read at {where}, {database}: {summary}")
     else:
-        lines.append(f"  server       {server['version']} at {where}, {database}")
+        role = f", {server['role']}" if server["role"] else ""
+        lines.append(f"  server       {server['version']} at {where}, {database}{role}")
         limits = ", ".join(f"{k} {_limit(v)}" for k, v in server["idle_limits"].items())
         lines.append(f"  idle limits  {limits or '-'}")
     settings = report["settings"]

@@ -44,20 +44,21 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.functional import cached_property
 
 from connguard._drivers import Driver, driver_for
-from connguard._events import Event, Reason, emit, replacement
+from connguard._events import RECYCLE_REASONS, Event, Reason, emit, replacement
 from connguard.conf import GuardOptions, parse_options
 from connguard.db.backends.base import cursor, fork
 from connguard.db.backends.base.decisions import (
-    Action,
-    GuardState,
     after_ping,
+    after_role,
     asks_is_usable,
     at_boundary,
     before_use,
     in_transaction,
+    open_window,
 )
 from connguard.db.backends.base.errors import GuardedErrorWrapper
 from connguard.db.backends.base.lifecycle import ConnectionHooks
+from connguard.db.backends.base.state import Action, GuardState, alias_state
 from connguard.db.backends.base.transactions import TransactionHooks
 from connguard.exceptions import TransactionLost
 
@@ -99,7 +100,7 @@ class GuardedWrapperMixin(ConnectionHooks, TransactionHooks):
         except ImproperlyConfigured:
             enabled = False  # raised again at the first connect: see connguard_options
         self._connguard_driver = driver_for(self.Database)
-        self._connguard = GuardState()
+        self._connguard = GuardState(shared=alias_state(self.alias))
         if enabled:
             fork.track(self)
 
@@ -144,6 +145,11 @@ class GuardedWrapperMixin(ConnectionHooks, TransactionHooks):
         self, action: Action, reason: Reason | None, raw: Any, check_due: bool
     ) -> Reason | None:
         """Carry out a verdict's ping and health check: why to replace, or None to use."""
+        if action is Action.ROLE:
+            read_only = self._connguard_role(raw)
+            if read_only is None:
+                return Reason.VALIDATION_FAILED
+            action, reason = after_role(self._connguard, read_only, check_due)
         if action is Action.PING and reason is not None:
             action, reason = after_ping(self._connguard_ping(reason, raw), check_due)
         if action is Action.CHECK:
@@ -168,6 +174,18 @@ class GuardedWrapperMixin(ConnectionHooks, TransactionHooks):
         emit(Event.VALIDATED, self, why, ok=True)
         return True
 
+    def _connguard_role(self, raw: Any) -> bool | None:
+        """Whether the node is read-only now (one round trip); None if the connection is dead."""
+        driver = self._connguard_driver
+        try:
+            if driver.node_read_only(raw) is None:  # MySQL: only a query tells
+                return bool(driver.server_facts(raw)[1])
+            driver.ping(raw)  # PostgreSQL: the reply carries any change of the role
+            return bool(driver.node_read_only(raw))
+        except Exception as exc:
+            emit(Event.INVALIDATED, self, Reason.VALIDATION_FAILED, error=exc)
+            return None
+
     def _connguard_health_check(self) -> Reason | None:
         """``CONN_HEALTH_CHECKS``: Django's check, due at the first use after
         ``close_if_unusable_or_obsolete()`` re-armed it (once per request or job)."""
@@ -190,6 +208,8 @@ class GuardedWrapperMixin(ConnectionHooks, TransactionHooks):
 
     def _connguard_replace(self, reason: Reason) -> None:
         """Close the connection so that its next use opens a new one, and say so."""
+        if reason not in RECYCLE_REASONS:  # a live connection lost: a restart, a failover?
+            open_window(self._connguard.shared, _monotonic())
         emit(replacement(reason), self, reason)
         self._connguard_discard()
         # The caller (_cursor() or set_autocommit()) calls ensure_connection()
@@ -241,5 +261,10 @@ class GuardedWrapperMixin(ConnectionHooks, TransactionHooks):
             "age": now - state.connected_at if is_open else None,
             "idle": now - state.last_used if is_open else None,
             "server_idle_limit": state.server_timeout if is_open else None,
+            "role": self.connguard_options.role,
+            # The node's role as read at connect: "read-write", "read-only", None (not known).
+            "node": None
+            if not is_open or state.read_only is None
+            else ("read-only" if state.read_only else "read-write"),
             "options": dict(vars(self.connguard_options)),
         }

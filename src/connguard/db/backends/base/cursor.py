@@ -9,6 +9,8 @@ assigned to the same ``CursorWrapper``.
 from __future__ import annotations
 
 import functools
+import itertools
+import time
 from typing import Any
 
 from connguard._events import Event, Reason, emit
@@ -42,26 +44,43 @@ def execute_guarded(
 def _again(
     wrapper: Any, execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
-    """Run the statement once more, on a fresh connection's new raw cursor."""
-    wrapper._connguard_replace(Reason.ERROR)
-    wrapper.ensure_connection()
-    cursor = context["cursor"]
-    stale, name = cursor.cursor, getattr(cursor.cursor, "name", None)
-    with wrapper.wrap_database_errors:
-        cursor.cursor = wrapper.create_cursor(name)
-    try:
-        stale.close()
-    except Exception:
-        pass
-    try:
-        return execute(sql, params, many, context)
-    except ConnectionLost as again:
-        reason = decisions.after_retry(again)
-        if reason is None:
-            raise
-        raise ConnectionLost(
-            *again.args, alias=wrapper.alias, vendor=wrapper.vendor, reason=reason
-        ) from again.__cause__
+    """Run the statement once more, on a fresh connection's new raw cursor; while
+    a read-only node keeps refusing it, again, up to the alias's failover_timeout."""
+    state, started = wrapper._connguard, time.monotonic()
+    for attempt in itertools.count():
+        wrapper._connguard_replace(state.dead_why)
+        wrapper.ensure_connection()
+        cursor = context["cursor"]
+        stale, name = cursor.cursor, getattr(cursor.cursor, "name", None)
+        with wrapper.wrap_database_errors:
+            cursor.cursor = wrapper.create_cursor(name)
+        try:
+            stale.close()
+        except Exception:
+            pass
+        try:
+            return execute(sql, params, many, context)
+        except ConnectionLost as again:
+            cause = again.__cause__
+            if type(again) is ConnectionLost and (
+                state.dead_why is Reason.READ_ONLY
+                or (cause is not None and wrapper._connguard_driver.never_executed(cause))
+            ):
+                # It never ran again: a read-only node (one whose role the
+                # connect could not read), or a node going down under the new
+                # connection. While a failover is under way, wait and run it again.
+                if state.dead_why is Reason.READ_ONLY:
+                    wrapper._connguard_wait(attempt, started, again)
+                    continue
+                if wrapper._connguard_backoff(attempt):
+                    continue
+            reason = decisions.after_retry(again)
+            if reason is None:
+                raise
+            raise ConnectionLost(
+                *again.args, alias=wrapper.alias, vendor=wrapper.vendor, reason=reason
+            ) from again.__cause__
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class GuardedCursor:

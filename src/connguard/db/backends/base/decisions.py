@@ -5,28 +5,25 @@ say; the drivers (``connguard._drivers``) supply the facts (is this error a
 disconnect, did the statement never run); ``connguard._events`` tells what
 happened. Nothing here does I/O: every rule of the README's two tables is
 unit-tested without a server (tests/test_decisions.py), and against real ones.
-
-Before use, outside a transaction, in the README's order: dead (a disconnect
-or an interruption earlier) → replace; past ``CONN_MAX_AGE`` → recycle; idle
-past the server's idle limit → recycle, without a ping; the socket hung up →
-replace; data waiting on it → ping; idle past ``validate_after`` → ping. Inside
-a transaction nothing is replaced: a dead connection is refused.
-
-On a driver error: a disconnect inside ``COMMIT`` is ``CommitOutcomeUnknown``,
-inside a transaction ``TransactionLost``, elsewhere ``ConnectionLost``, which
-``retry()`` turns into a retry once or ``OutcomeUnknown``.
 """
 
 from __future__ import annotations
 
-import enum
-import select
+import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from connguard._events import Reason
 from connguard._sql import is_read_only
+from connguard.db.backends.base.state import (
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    HANGUP,
+    Action,
+    AliasState,
+    AutocommitLost,
+    GuardState,
+    Verdict,
+)
 from connguard.exceptions import (
     CLOSED_IN_TRANSACTION,
     DEAD_BEFORE_COMMIT,
@@ -34,54 +31,13 @@ from connguard.exceptions import (
     GONE_BEFORE_COMMIT,
     LOST_IN_SETUP,
     RETRY_FAILED,
+    WRONG_NODE,
     CommitOutcomeUnknown,
     ConnectionLost,
     OutcomeUnknown,
     TransactionLost,
-)
+)  # fmt: skip
 from connguard.retry import is_marked_idempotent
-
-# POLLRDHUP (Linux) reports a FIN from the server even before we read the EOF.
-_RDHUP: int = getattr(select, "POLLRDHUP", 0)
-POLL_MASK = select.POLLIN | select.POLLPRI | _RDHUP
-HANGUP = select.POLLHUP | select.POLLERR | select.POLLNVAL | _RDHUP
-_NEVER = float("inf")
-
-
-@dataclass(slots=True)
-class GuardState:
-    """What the guard knows about one wrapper's connection: the whole of its state."""
-
-    # A disconnect, an interruption, or a connect() that has not completed: the
-    # connection is replaced at its next use outside a transaction, refused inside.
-    dead: bool = False
-    connecting: bool = False  # inside Django's connect(): never validated, never retried
-    in_commit: bool = False  # a COMMIT is in flight
-    last_used: float = 0.0  # time.monotonic() of the last use
-    idle: float = 0.0  # how long it sat idle before this use
-    connected_at: float = 0.0
-    close_at: float | None = None  # CONN_MAX_AGE's deadline (None: 0 or forever)
-    server_timeout: float | None = None  # the server's idle limit, in seconds
-    poll: Any = None  # a select.poll() on the socket, or None without a socket check
-    # The least idleness that needs a look: min(server_timeout, validate_after).
-    first_limit: float = _NEVER
-    validate_after: float | None = None  # the alias's option, kept here for the busy path
-    checked_out: Any = None  # what pool.checkout() learnt of the pooled connection
-
-    def set_limits(self, server_timeout: float | None, validate_after: float | None) -> None:
-        self.server_timeout, self.validate_after = server_timeout, validate_after
-        limits = [limit for limit in (server_timeout, validate_after) if limit is not None]
-        self.first_limit = min(limits, default=_NEVER)
-
-
-class Action(enum.Enum):
-    USE = "use"  # use the connection as it is
-    PING = "ping"  # ping it first: after_ping() says what next
-    CHECK = "check"  # ask is_usable() first (CONN_HEALTH_CHECKS, or an error at a boundary)
-    REPLACE = "replace"  # close it; the next use opens a new one through connect()
-
-
-Verdict = tuple[Action, Reason | None]
 
 
 def connected(state: GuardState, now: float, max_age: float | None) -> None:
@@ -89,15 +45,15 @@ def connected(state: GuardState, now: float, max_age: float | None) -> None:
     at the end of a request or job), not a reconnect per query; None: forever."""
     state.connected_at = state.last_used = now
     state.close_at = now + max_age if max_age else None
+    state.generation = state.shared.generation
+    state.dead_why = Reason.ERROR
 
 
 def before_use(
     state: GuardState, now: float, events: list[tuple[int, int]] | None, check_due: bool
 ) -> Verdict | None:
     """Outside a transaction, before each use (recorded): None to use it as it is.
-
-    ``events``: the socket's ``poll(0)``; ``check_due``: ``CONN_HEALTH_CHECKS``
-    asks for ``is_usable()`` at this use."""
+    ``events``: the socket's ``poll(0)``; ``check_due``: ``is_usable()`` is due."""
     idle = state.idle = now - state.last_used
     state.last_used = now
     close_at = state.close_at
@@ -107,13 +63,16 @@ def before_use(
         or idle >= state.first_limit
         or (close_at is not None and now >= close_at)
         or check_due
+        or state.generation != state.shared.generation
     ):
         return None  # the busy path: healthy and recently used
     if state.dead:
-        return Action.REPLACE, Reason.ERROR
+        return Action.REPLACE, state.dead_why
     action, reason = verdict(
         now, idle, close_at, state.server_timeout, events, state.validate_after
     )
+    if action is Action.USE and state.generation != state.shared.generation:
+        return Action.ROLE, Reason.READ_ONLY  # another connection found the node read-only
     if action is Action.USE and check_due:
         return Action.CHECK, None
     return action, reason
@@ -133,9 +92,8 @@ def verdict(
     if limit is not None and idle >= limit:
         return Action.REPLACE, Reason.SERVER_TIMEOUT
     if events:
-        # A hang-up is final. Readable data on an idle connection is an error
-        # packet before a close, or (PostgreSQL) a harmless notice or
-        # notification: ask the server before replacing.
+        # A hang-up is final. Readable data on an idle connection is an error before
+        # a close, or a harmless PostgreSQL notice: ask the server before replacing.
         if events[0][1] & HANGUP:
             return Action.REPLACE, Reason.SOCKET_CLOSED
         return Action.PING, Reason.SOCKET_READABLE
@@ -144,33 +102,35 @@ def verdict(
     return Action.USE, None
 
 
+def after_role(state: GuardState, read_only: bool, check_due: bool) -> Verdict:
+    """The node's role, read because another connection found it read-only."""
+    if read_only:
+        return Action.REPLACE, Reason.READ_ONLY
+    state.generation = state.shared.generation
+    return (Action.CHECK, None) if check_due else (Action.USE, None)
+
+
 def after_ping(alive: bool, check_due: bool) -> Verdict:
+    """After a ping before use: replace a connection that failed it."""
     if not alive:
         return Action.REPLACE, Reason.VALIDATION_FAILED
     return (Action.CHECK, None) if check_due else (Action.USE, None)
 
 
 def asks_is_usable(pooled: bool, is_usable: Callable[[], bool]) -> bool:
-    """Whether ``CONN_HEALTH_CHECKS`` runs ``is_usable()``.
-
-    Django's own ``is_usable()`` is a bare ping, which the checks above already
-    cover without a round trip per request. A subclass's (say, one that refuses
-    a read-only standby) or a test's replacement is asked, as the stock backend
-    would. With a pool, Django leaves the checks to the pool.
-    """
+    """Whether ``CONN_HEALTH_CHECKS`` runs ``is_usable()``: not Django's own, a bare
+    ping that the checks above cover without a round trip per request; a
+    subclass's or a test's, as the stock backend would; none with a pool."""
     func = getattr(is_usable, "__func__", None)
     djangos = func is not None and func.__module__.startswith("django.db.backends.")
     return not pooled and not djangos
 
 
 def in_transaction(state: GuardState, now: float, closed_in_transaction: bool) -> str | None:
-    """Inside a transaction, before each use: why to refuse the use, or None.
-
-    Never replace a connection under an open transaction: its work would be
-    lost without a word. Refuse a dead one before anything is sent, since an
-    interrupted one may hold a stale reply; and one closed inside the block
-    (``connection.close()`` in ``atomic()``), the same way on every vendor.
-    """
+    """Inside a transaction, before each use: why to refuse it, or None. Never
+    replace there: the transaction's work would be lost without a word. Refuse
+    a dead one before anything is sent (an interrupted one may hold a stale
+    reply), and one closed in the block, the same way on every vendor."""
     state.idle = now - state.last_used
     state.last_used = now
     if state.dead:
@@ -213,10 +173,60 @@ def on_disconnect(
     return ConnectionLost, None
 
 
+def on_wrong_node(
+    state: GuardState, now: float, *, in_transaction: bool
+) -> tuple[type[ConnectionLost], str]:
+    """A read-only node refused a statement on an alias meant to write: a failover's
+    leftover. As a disconnect, but the statement never ran. Every connection of
+    the alias checks its node at its next use (the generation moves), and
+    connects wait up to the alias's ``failover_timeout`` for a writable node."""
+    state.dead, state.dead_why = True, Reason.READ_ONLY
+    state.shared.generation += 1  # racing threads may both write n + 1: it still moved
+    open_window(state.shared, now)
+    return (TransactionLost if in_transaction else ConnectionLost), WRONG_NODE
+
+
+def refuses_node(role: str, read_only: bool | None) -> bool:
+    """At connect: an alias meant to write refuses a read-only node, as libpq's
+    ``target_session_attrs=read-write`` does. A replica takes any node."""
+    return role == "primary" and read_only is True
+
+
+def open_window(shared: AliasState, now: float) -> None:
+    """A failover (or a restart) may be under way: a node found read-only, or a live
+    connection lost. Connects that fail from now on wait for the node, up to
+    ``failover_timeout``; the first that succeeds ends the wait. Later findings
+    do not move the start, or the wait would never end."""
+    if not shared.failing_since:
+        shared.failing_since = now
+
+
+def close_window(shared: AliasState) -> None:
+    """A connection reached a writable node: the failover is over."""
+    shared.failing_since = 0.0
+
+
+def connect_wait(
+    shared: AliasState,
+    now: float,
+    attempt: int,
+    failover_timeout: float,
+    rand: Callable[[], float] = random.random,
+) -> float | None:
+    """A connect failed in a way that may pass (refused, a read-only node) during a
+    failover: seconds to wait before the next attempt, or None to give up.
+    Exponential backoff with full jitter, so that a fleet that lost its node
+    together does not come back in step."""
+    remaining = shared.failing_since + failover_timeout - now
+    if not shared.failing_since or remaining <= 0:
+        return None
+    backoff: float = BACKOFF_BASE * 2 ** min(attempt, 16)
+    return min(remaining, rand() * min(BACKOFF_CAP, backoff))
+
+
 def on_interrupt(state: GuardState, has_connection: bool) -> bool:
-    """A non-database exception escaped a driver call (a signal handler,
-    ``KeyboardInterrupt``, a gevent ``Timeout``): a reply may be left unread.
-    True if this newly makes the connection dead."""
+    """A non-database exception (a signal handler's, a gevent ``Timeout``) escaped a
+    driver call, leaving a reply unread: True if it newly makes the connection dead."""
     if not has_connection or state.connecting or state.dead:
         return False
     state.dead = True
@@ -226,20 +236,18 @@ def on_interrupt(state: GuardState, has_connection: bool) -> bool:
 def retry(
     lost: ConnectionLost, state: GuardState, sql: object, many: bool, never_executed: bool
 ) -> tuple[bool, Reason | str] | None:
-    """A statement lost with its connection: (True, why it is safe) to run it once
-    more on a fresh connection, (False, why not) for ``OutcomeUnknown``, or None
-    to raise ``lost`` as it is: inside a transaction (``TransactionLost``) or
-    during ``connect()``, nothing is retried.
-
-    ``never_executed``: the driver says the error proves the statement never ran.
-    """
+    """A statement lost with its connection: (True, why it is safe) to run it again
+    on a fresh connection, (False, why not) for ``OutcomeUnknown``, or None to raise
+    ``lost`` as it is (inside a transaction or ``connect()``)."""
     if type(lost) is not ConnectionLost or state.connecting:
         return None
     if is_marked_idempotent():
         return True, Reason.IDEMPOTENT
+    if state.dead_why is Reason.READ_ONLY:
+        return True, Reason.NEVER_EXECUTED  # a read-only node refused it: even a batch
     if many:
         return False, EXECUTEMANY_REFUSAL
-    if never_executed:
+    if never_executed:  # the driver says the error proves it
         return True, Reason.NEVER_EXECUTED
     # psycopg's sql.Composed and other non-strings cannot be inspected: a write.
     if isinstance(sql, str) and is_read_only(sql):
@@ -254,15 +262,9 @@ def after_retry(again: ConnectionLost) -> str | None:
 
 
 def sends_rollback(state: GuardState) -> bool:
-    """The server rolls back whatever was open when a session ends, so on a dead
-    connection a rollback is certain: close it instead of failing."""
+    """On a dead connection a rollback is certain (the server rolls back when the
+    session ends): close it instead of failing."""
     return not state.dead
-
-
-class AutocommitLost(enum.Enum):
-    RAISE = "raise"
-    CLOSE = "close"  # the transaction has ended: losing the session loses nothing
-    REOPEN = "reopen"  # nothing has happened in the transaction yet: start it afresh
 
 
 def autocommit_lost(autocommit: bool, in_atomic_block: bool) -> AutocommitLost:
@@ -283,14 +285,10 @@ def at_boundary(
     now: float,
     max_age_closes: bool,
 ) -> tuple[Reason | None, bool]:
-    """At a job boundary, outside a transaction: (why to close, or None to keep
-    it; whether Django's ``errors_occurred`` may be cleared).
-
-    ``dead``: the guard knows, so no ping. An error occurred: ``usable()``
-    (``is_usable()``) decides. Past Django's ``CONN_MAX_AGE`` deadline, when
-    ``max_age_closes``: at a job boundary, or between a broker's polls only
-    with ``CONN_MAX_AGE`` above 0 (not a reconnect per poll).
-    """
+    """At a job boundary, outside a transaction: (why to close, or None; whether
+    Django's ``errors_occurred`` may be cleared). Dead: no ping. An error:
+    ``usable()`` decides. Past ``CONN_MAX_AGE`` when ``max_age_closes`` (at a
+    job boundary; between a broker's polls only with ``CONN_MAX_AGE`` > 0)."""
     if dead:
         return Reason.ERROR, False
     if errors_occurred and not usable():

@@ -8,6 +8,7 @@ one place that sees every error: the driver says whether it is a disconnect,
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import Any
 
@@ -49,22 +50,28 @@ class GuardedErrorWrapper(DatabaseErrorWrapper):
 
 def on_error(wrapper: Any, exc: BaseException) -> ConnectionLost | None:
     """Note a driver error; return the exception to raise instead, if any."""
-    if not wrapper.connguard_options.enabled or not wrapper._connguard_driver.is_disconnect(
-        exc, wrapper.connection
-    ):
+    options, driver = wrapper.connguard_options, wrapper._connguard_driver
+    if not options.enabled:
         return None
     state = wrapper._connguard
-    # Told once per connection; counted every time.
-    emit(Event.DISCONNECTED_AGAIN if state.dead else Event.DISCONNECTED, wrapper,
-         Reason.DISCONNECT, error=exc)  # fmt: skip
-    outcome = decisions.on_disconnect(
-        state,
-        has_connection=wrapper.connection is not None,
-        in_transaction=wrapper.in_atomic_block or not wrapper.autocommit,
-    )
-    if outcome is None:
+    in_transaction = wrapper.in_atomic_block or not wrapper.autocommit
+    if driver.is_disconnect(exc, wrapper.connection):
+        # Told once per connection; counted every time.
+        emit(Event.DISCONNECTED_AGAIN if state.dead else Event.DISCONNECTED, wrapper,
+             Reason.DISCONNECT, error=exc)  # fmt: skip
+        outcome = decisions.on_disconnect(
+            state, has_connection=wrapper.connection is not None, in_transaction=in_transaction
+        )
+        if outcome is None:
+            return None
+        lost, reason = outcome
+    elif options.role == "primary" and driver.is_wrong_node(exc, wrapper.connection):
+        emit(Event.WRONG_NODE, wrapper, Reason.READ_ONLY, error=exc)
+        lost, reason = decisions.on_wrong_node(
+            state, time.monotonic(), in_transaction=in_transaction
+        )
+    else:
         return None
-    lost, reason = outcome
     if lost is not ConnectionLost:
         emit(Event.TRANSACTION_LOST, wrapper)
     return lost(*exc.args, alias=wrapper.alias, vendor=wrapper.vendor, reason=reason)

@@ -10,16 +10,25 @@ connect (the socket to poll, the server's idle limit) goes into the wrapper's
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import select
 import time
 from typing import TYPE_CHECKING, Any
 
 from connguard._drivers import Driver
-from connguard._events import Event, emit
+from connguard._events import Event, Reason, emit
 from connguard.conf import OPTIONS_KEY, GuardOptions
 from connguard.db.backends.base import fork, pool
-from connguard.db.backends.base.decisions import POLL_MASK, connected
+from connguard.db.backends.base.decisions import (
+    close_window,
+    connect_wait,
+    connected,
+    open_window,
+    refuses_node,
+)
+from connguard.db.backends.base.state import POLL_MASK
+from connguard.exceptions import FailoverTimeout
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -50,17 +59,62 @@ class ConnectionHooks(_Base):
         return params
 
     def connect(self) -> None:
-        state = self._connguard
-        state.connecting = True
-        # Dead until connect() completes: if it fails half-way (say in
-        # init_connection_state), the half-set-up connection is never reused.
-        state.dead = True
-        state.checked_out = None
-        try:
-            super().connect()
-        finally:
-            state.connecting = False
-        self._connguard_on_connect()
+        """Django's connect(), retried while a failover is under way (a read-only
+        node, a refused connect): ``decisions.connect_wait()`` says how long."""
+        state, started = self._connguard, time.monotonic()
+        for attempt in itertools.count():
+            state.connecting = True
+            # Dead until connect() completes: if it fails half-way (say in
+            # init_connection_state), the half-set-up connection is never reused.
+            state.dead = True
+            state.checked_out = None
+            try:
+                super().connect()
+            except Exception as exc:
+                if not (
+                    self.connguard_options.enabled and self._connguard_driver.connect_retryable(exc)
+                ):
+                    raise
+                self._connguard_wait(attempt, started, exc)
+                continue
+            finally:
+                state.connecting = False
+            if self._connguard_on_connect():
+                return
+            # A read-only node: refused, as target_session_attrs=read-write does.
+            emit(Event.WRONG_NODE, self, Reason.READ_ONLY)
+            open_window(state.shared, time.monotonic())
+            self._connguard_discard()
+            self._connguard_wait(attempt, started, None)
+
+    def _connguard_wait(self, attempt: int, started: float, error: BaseException | None) -> None:
+        """Sleep before the next connect, or raise if the failover window is over."""
+        self._connguard_discard()  # a half-set-up connection is never reused
+        if self._connguard_backoff(attempt):
+            return
+        if error is not None and attempt == 0:
+            raise error  # no failover under way: Django's own error says it best
+        raise FailoverTimeout(
+            alias=self.alias,
+            vendor=self.vendor,
+            node=self._connguard_address(),
+            waited=time.monotonic() - started,
+            failover_timeout=self.connguard_options.failover_timeout,
+        ) from error
+
+    def _connguard_backoff(self, attempt: int) -> bool:
+        """Sleep before attempt ``attempt + 1`` while a failover is under way; False
+        (no sleep) once its window is over, or if there is none."""
+        timeout = self.connguard_options.failover_timeout
+        wait = connect_wait(self._connguard.shared, time.monotonic(), attempt, timeout)
+        if wait is None:
+            return False
+        time.sleep(wait)
+        return True
+
+    def _connguard_address(self) -> str:
+        host, port = self.settings_dict.get("HOST") or "localhost", self.settings_dict.get("PORT")
+        return f"{host}:{port}" if port else str(host)
 
     def get_new_connection(self, conn_params: Any) -> Any:
         if not (self.connguard_options.enabled and self._connguard_pooled()):
@@ -71,17 +125,20 @@ class ConnectionHooks(_Base):
         raw, self._connguard.checked_out = pool.checkout(self, draw)
         return raw
 
-    def _connguard_on_connect(self) -> None:
-        state = self._connguard
+    def _connguard_on_connect(self) -> bool:
+        """Learn what the guard needs of the new connection; False for a read-only
+        node on an alias meant to write."""
+        state, raw = self._connguard, self.connection
         connected(state, time.monotonic(), self.settings_dict["CONN_MAX_AGE"])
         validate_after = self.connguard_options.validate_after
         checked_out, state.checked_out = state.checked_out, None
         if checked_out is not None:
             state.last_used, limit, state.poll = checked_out
+            read_only = self._connguard_driver.node_read_only(raw)
         else:
-            state.poll = self._connguard_make_poll(self.connection)
+            state.poll = self._connguard_make_poll(raw)
             try:
-                limit = self._connguard_read_server_timeout(self.connection, ping=False)
+                limit, read_only = self._connguard_learn(raw, ping=False)
             except Exception as exc:
                 logger.warning(
                     "connguard could not read the server idle limit of %r: %s",
@@ -90,12 +147,19 @@ class ConnectionHooks(_Base):
                     extra={"alias": self.alias},
                 )
                 state.set_limits(None, validate_after)
-                if self._connguard_driver.is_disconnect(exc, self.connection):
-                    return  # lost already: it stays dead, and its next use replaces it
-                limit = None
+                if self._connguard_driver.is_disconnect(exc, raw):
+                    return True  # lost already: it stays dead, and its next use replaces it
+                limit = read_only = None
         state.set_limits(limit, validate_after)
+        state.read_only = read_only
+        if self.connguard_options.enabled and refuses_node(self.connguard_options.role, read_only):
+            return False
         state.dead = False
+        # Taken: any failover is over (a node whose role is not known shows
+        # itself with its first refusal, which starts the wait again).
+        close_window(state.shared)
         emit(Event.OPENED, self)
+        return True
 
     def _connguard_pooled(self) -> bool:
         return bool(getattr(self, "pool", None))
@@ -113,23 +177,24 @@ class ConnectionHooks(_Base):
         poller.register(fd, POLL_MASK)
         return poller
 
-    def _connguard_read_server_timeout(self, raw: Any, *, ping: bool) -> float | None:
-        """The server's idle limit for ``raw``: declared, or read from the server.
+    def _connguard_learn(self, raw: Any, *, ping: bool) -> tuple[float | None, bool | None]:
+        """The server's idle limit for ``raw`` (declared, or read from the server)
+        and whether the node is read-only (None: not known).
 
         Raises the driver's error if the connection is dead. With ``ping``, a
         declared limit is confirmed by a ping, so that either way one round trip
         proves the connection alive.
         """
-        declared = self.connguard_options.server_timeout
+        driver, declared = self._connguard_driver, self.connguard_options.server_timeout
         if declared != "auto" or not self.connguard_options.enabled:
             if ping:
-                self._connguard_driver.ping(raw)
-            return declared if declared != "auto" else None
-        limit = self._connguard_driver.server_idle_limit(raw)
+                driver.ping(raw)
+            return (declared if declared != "auto" else None), driver.node_read_only(raw)
+        facts = driver.server_facts(raw)
         if not getattr(raw, "autocommit", True) or (raw is self.connection and not self.autocommit):
             # The SELECT opened a transaction; don't hand it to the user.
             raw.commit()
-        return limit
+        return facts
 
     def _close(self) -> Any:
         state = self._connguard

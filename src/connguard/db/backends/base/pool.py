@@ -28,7 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 from connguard._events import Reason
-from connguard.db.backends.base.decisions import Action, verdict
+from connguard.db.backends.base.decisions import verdict
+from connguard.db.backends.base.state import Action
 
 # What the guard knows of a live pooled connection: when it was last used, the
 # server's idle limit, and the poll object on its socket (made once per
@@ -81,7 +82,7 @@ def _inspect(wrapper: Any, raw: Any) -> tuple[Known | None, BaseException | None
         # idle-limit query (or, with a declared limit, a ping) is a round trip,
         # so it also proves the connection alive.
         try:
-            limit = wrapper._connguard_read_server_timeout(raw, ping=True)
+            limit, _ = wrapper._connguard_learn(raw, ping=True)
         except wrapper.Database.Error as exc:
             wrapper._connguard_checkout_failed(Reason.VALIDATION_FAILED, exc)
             return None, exc

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from connguard._events import Event, Reason, emit
 from connguard.db.backends.base.decisions import (
-    AutocommitLost,
     autocommit_lost,
     before_commit,
     sends_rollback,
 )
+from connguard.db.backends.base.state import AutocommitLost
 from connguard.exceptions import ConnectionLost, TransactionLost
 
 if TYPE_CHECKING:
