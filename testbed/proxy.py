@@ -46,8 +46,16 @@ class Proxy:
                 continue
             upstream.settimeout(None)
             with self._lock:
-                self._pairs.append((client, upstream))
-                self.connections += 1
+                # close() may have run since accept(): its reset_all() would not
+                # see this pair, and both sockets would stay open until the GC.
+                closed = self._closed
+                if not closed:
+                    self._pairs.append((client, upstream))
+                    self.connections += 1
+            if closed:
+                client.close()
+                upstream.close()
+                return
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
