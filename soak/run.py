@@ -17,6 +17,7 @@ from soak import faults, summary, topology
 from soak.ledger import reconcile
 from soak.producer import Producer
 from soak.workers import KINDS, WorkerProcess, worker_env
+from testbed.servers import MariaDBServer, PostgreSQLServer
 
 # Generous: Celery and RQ starting on a busy 2-core machine.
 STARTUP_DEADLINE = 90.0
@@ -30,14 +31,18 @@ _print = functools.partial(print, flush=True)
 
 
 def count_rows(top: topology.Topology) -> dict[str, int]:
-    """Rows per key over both servers, read by the admin clients, not the guard."""
+    """Rows per key over every server, read by the admin clients, not the guard."""
     rows: dict[str, int] = {}
-    queries = {
-        "mysql": f"SELECT jkey, COUNT(*) FROM {top.mariadb.database}.soak_row GROUP BY jkey",
-        "postgresql": "SELECT jkey, COUNT(*) FROM soak_row GROUP BY jkey",
-    }
-    for vendor, query in queries.items():
-        for line in top.server(vendor).sql(query).splitlines():
+    mysql = f"SELECT jkey, COUNT(*) FROM {top.mariadb.database}.soak_row GROUP BY jkey"
+    queries: list[tuple[MariaDBServer | PostgreSQLServer, str]] = [
+        (top.mariadb, mysql),
+        (top.postgresql, "SELECT jkey, COUNT(*) FROM soak_row GROUP BY jkey"),
+    ]
+    if top.replicated is not None:
+        # The primary only: the replica holds copies of the same rows.
+        queries.append((top.replicated.primary, mysql))
+    for server, query in queries:
+        for line in server.sql(query).splitlines():
             key, _, count = line.replace("|", "\t").partition("\t")
             if key:
                 rows[key] = rows.get(key, 0) + int(count)

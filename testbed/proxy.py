@@ -48,7 +48,7 @@ class Proxy:
             with self._lock:
                 # close() may have run since accept(): its reset_all() would not
                 # see this pair, and both sockets would stay open until the GC.
-                closed = self._closed
+                closed = self.closed()
                 if not closed:
                     self._pairs.append((client, upstream))
                     self.connections += 1
@@ -133,6 +133,9 @@ class Proxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     sock.close()
+
+    def closed(self) -> bool:
+        return self._closed
 
     def _stop_listening(self) -> None:
         self._closed = True

@@ -4,6 +4,10 @@ Every job reports exactly once, whatever happens: "done", or "failed" with the
 exception's class and message, and whether its write is known to have been
 committed (then its row must exist even though a later read failed). A job
 never raises, so no queue retries it behind the soak's back.
+
+A report also says when the guard first found the job's connection on a
+read-only node (``connection_invalidated`` with ``reason="read_only"``, sent in
+the job's own thread): the soak's failover detection time.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import functools
 import json
 import os
 import random
+import threading
 import time
 from typing import Any
 
@@ -20,8 +25,22 @@ from django.conf import settings
 from django.db import transaction
 
 import connguard
+from connguard import signals
 from soak.project.models import Row
 from soak.project.queues import REPORTS
+
+# The running job's findings of a read-only node, per thread (the thread pool
+# runs four jobs at once); None outside a job.
+_current = threading.local()
+
+
+def _found_read_only(sender: Any, alias: str, reason: str, **kwargs: Any) -> None:
+    findings: list[float] | None = getattr(_current, "findings", None)
+    if reason == "read_only" and findings is not None and alias == _current.route:
+        findings.append(time.time())
+
+
+signals.connection_invalidated.connect(_found_read_only, dispatch_uid="soak-read-only")
 
 
 @functools.cache
@@ -58,12 +77,19 @@ def execute(job: dict[str, Any], worker: str) -> None:
     data: dict[str, Any] = {**job, "worker": worker, "pid": os.getpid(), "started": started}
     state = {"written": False}
     atomic = random.random() < 0.5
+    findings: list[float] = []
+    _current.findings, _current.route = findings, job["route"]
     try:
         _write_and_read(job["key"], job["route"], worker, atomic, state)
         data.update(status="done")
     except Exception as exc:
         data.update(status="failed", reason=type(exc).__name__, message=str(exc)[:300])
+    finally:
+        _current.findings = None
     data.update(atomic=atomic, written=state["written"], finished=time.time())
+    if findings:
+        # The first finding, and how many (each refused connect is one).
+        data.update(read_only_at=findings[0], read_only_findings=len(findings))
     report(data)
 
 
