@@ -79,7 +79,10 @@ class Worker:
         self.log = log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
-                argv,
+                # If the test run is killed before its fixtures can stop the
+                # worker, the kernel sends it the warm-shutdown signal, as the
+                # test bed's servers get theirs: no worker outlives its run.
+                ["setpriv", "--pdeathsig=TERM", *argv],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
