@@ -404,6 +404,11 @@ def test_as_jobs_ends_the_job_when_the_loop_breaks(vendor: str, max_age: Any) ->
 
 def test_as_jobs_reuses_a_persistent_connection(vendor: str) -> None:
     alias = ALIAS[vendor]
+    # From no connection: the previous test's teardown (a TransactionTestCase
+    # flush, after this module's fixtures have closed everything) may have
+    # opened one, which the loop would reuse without opening any.
+    connections[alias].close()
+    connguard.reset_stats(alias)
     ids = {server_id_of(alias) for _ in connguard.as_jobs(range(3))}
     assert len(ids) == 1
     assert opened(alias) == 1
