@@ -97,8 +97,16 @@ def start_worker(
 @pytest.fixture
 def session_for(
     servers: dict[str, Any], redis_server: RedisServer
-) -> Callable[[Worker, Callable[[str, str], None]], Session]:
-    def make(worker: Worker, enqueue: Callable[[str, str], None]) -> Session:
-        return Session(worker, enqueue, servers, redis_server)
+) -> Iterator[Callable[[Worker, Callable[[str, str], None]], Session]]:
+    made: list[Session] = []
 
-    return make
+    def make(worker: Worker, enqueue: Callable[[str, str], None]) -> Session:
+        made.append(Session(worker, enqueue, servers, redis_server))
+        return made[-1]
+
+    yield make
+    # Each session's Redis client: left to the garbage collector, its socket
+    # would be reported (a ResourceWarning, an error here) wherever a GC pass
+    # happened to run, even at the end of the whole run.
+    for session in made:
+        session.redis.close()
