@@ -30,6 +30,17 @@ pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 APP_USER = {"USER": "connguard_app", "PASSWORD": "app-secret"}
 
 
+@pytest.fixture(autouse=True)
+def _new_alias_state() -> Iterator[None]:
+    """Each test's "failover" alias starts with no failover under way: what the
+    process's wrappers of an alias share would otherwise carry over."""
+    from connguard.db.backends.base import state
+
+    state._aliases.pop("failover", None)
+    yield
+    state._aliases.pop("failover", None)
+
+
 @pytest.fixture
 def node(vendor: str, servers: Any) -> Iterator[Callable[[bool], None]]:
     """``node(True)`` makes the server read-only for the guard's sessions, ``node(False)``

@@ -94,11 +94,14 @@ class ConnectionHooks(_Base):
             return
         if error is not None and attempt == 0:
             raise error  # no failover under way: Django's own error says it best
+        # Waited since the failover was found (the wait's own start), else since
+        # this connect began.
+        since = self._connguard.shared.failing_since or started
         raise FailoverTimeout(
             alias=self.alias,
             vendor=self.vendor,
             node=self._connguard_address(),
-            waited=time.monotonic() - started,
+            waited=time.monotonic() - since,
             failover_timeout=self.connguard_options.failover_timeout,
         ) from error
 
