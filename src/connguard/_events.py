@@ -224,7 +224,7 @@ def emit(
     idle = state.idle if state is not None else 0.0
     connected_at = state.connected_at if state is not None else 0.0
     age = time.monotonic() - connected_at if connected_at else 0.0
-    address = _address(wrapper)
+    where = address(wrapper)
     if spec.signal is not None:
         spec.signal.send(
             sender=type(wrapper),
@@ -234,7 +234,7 @@ def emit(
             idle=idle,
             age=age,
             error=error,
-            address=address,
+            address=where,
             **extra,
         )
     log_level = spec.level if level is None else level
@@ -246,12 +246,12 @@ def emit(
             "age": age,
             "error": error,
             "error_type": type(error).__name__,
-            "address": address,
+            "address": where,
         }
         spec.logger.log(log_level, spec.message, fields, extra={"alias": alias, "reason": reason})
 
 
-def _address(wrapper: Any) -> str | None:
+def address(wrapper: Any) -> str | None:
     """host:port of the server: the one the connection reached, else the settings'."""
     driver, raw = getattr(wrapper, "_connguard_driver", None), getattr(wrapper, "connection", None)
     if driver is not None and raw is not None:

@@ -19,6 +19,16 @@ def driver_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def fetch_one(connection: Any, sql: str) -> Any:
+    """One row of ``sql`` on a raw driver connection: no Django cursor, no query log."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql)
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
 def _mentions(exc: BaseException, texts: tuple[str, ...]) -> bool:
     message = str(exc).lower()
     return any(text in message for text in texts)
@@ -97,7 +107,7 @@ class Driver:
 
     def server_facts(self, connection: Any) -> tuple[float | None, bool | None]:
         """The session's idle limit and whether the node is read-only, in one round trip."""
-        row = self._fetch(connection, self.server_idle_sql)
+        row = fetch_one(connection, self.server_idle_sql)
         limit = None
         if row is not None and row[0] is not None:
             seconds = self.seconds(row[0])
@@ -116,18 +126,6 @@ class Driver:
     def ping(self, connection: Any) -> None:
         """One round trip; raise if the connection is dead."""
         raise NotImplementedError
-
-    def server_idle_limit(self, connection: Any) -> float | None:
-        return self.server_facts(connection)[0]
-
-    @staticmethod
-    def _fetch(connection: Any, sql: str) -> Any:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(sql)
-            return cursor.fetchone()
-        finally:
-            cursor.close()
 
     def seconds(self, value: Any) -> float:
         return float(value)

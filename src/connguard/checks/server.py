@@ -1,6 +1,6 @@
 """What an alias's server says about itself, read through the guard's own driver code.
 
-The idle limit that the checks compare is read with ``Driver.server_idle_limit()``,
+The idle limit that the checks compare is read with ``Driver.server_facts()``,
 the very query the guard sends at connect (``server_timeout: "auto"``), on the
 raw driver connection: what the checks judge is what the guard will know. It
 is the session value, so an ``init_command`` or a libpq ``options`` that
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connguard._drivers import Driver, driver_for
+from connguard._drivers.base import fetch_one
 
-# The server variable behind Driver.server_idle_limit(), by vendor.
+# The server variable behind Driver.server_facts(), by vendor.
 IDLE_LIMIT_NAMES = {"mysql": "wait_timeout", "postgresql": "idle_session_timeout"}
 # For status only: the version, and the limit that nothing compares.
 _DETAILS_SQL = {
@@ -69,7 +70,7 @@ def read_server(connection: Any, *, details: bool = False) -> ServerInfo:
         raw = connection.connection
         with connection.wrap_database_errors:
             limit, read_only = driver.server_facts(raw)
-            row = _fetch(raw, _DETAILS_SQL[vendor]) if details else None
+            row = fetch_one(raw, _DETAILS_SQL[vendor]) if details else None
     info = ServerInfo(IDLE_LIMIT_NAMES[vendor], limit, read_only=read_only)
     if row is None:
         return info
@@ -87,13 +88,4 @@ def read_server(connection: Any, *, details: bool = False) -> ServerInfo:
 def server_version(connection: Any) -> str:
     """The version of the server of an open connection."""
     with connection.wrap_database_errors:
-        return str(_fetch(connection.connection, _DETAILS_SQL[connection.vendor])[0])
-
-
-def _fetch(raw: Any, sql: str) -> Any:
-    cursor = raw.cursor()
-    try:
-        cursor.execute(sql)
-        return cursor.fetchone()
-    finally:
-        cursor.close()
+        return str(fetch_one(connection.connection, _DETAILS_SQL[connection.vendor])[0])

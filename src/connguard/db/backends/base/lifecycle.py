@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from connguard._drivers import Driver
-from connguard._events import Event, Reason, emit
+from connguard._events import Event, Reason, address, emit
 from connguard.conf import OPTIONS_KEY, GuardOptions
 from connguard.db.backends.base import fork, pool
 from connguard.db.backends.base.decisions import (
@@ -100,7 +100,7 @@ class ConnectionHooks(_Base):
         raise FailoverTimeout(
             alias=self.alias,
             vendor=self.vendor,
-            node=self._connguard_address(),
+            node=address(self) or "",
             waited=time.monotonic() - since,
             failover_timeout=self.connguard_options.failover_timeout,
         ) from error
@@ -114,10 +114,6 @@ class ConnectionHooks(_Base):
             return False
         time.sleep(wait)
         return True
-
-    def _connguard_address(self) -> str:
-        host, port = self.settings_dict.get("HOST") or "localhost", self.settings_dict.get("PORT")
-        return f"{host}:{port}" if port else str(host)
 
     def get_new_connection(self, conn_params: Any) -> Any:
         if not (self.connguard_options.enabled and self._connguard_pooled()):
